@@ -1,0 +1,11 @@
+using System.CommandLine;
+
+namespace Graft.Cli;
+
+/// <summary>The registry of `graft` sub-commands; each lives in its own file.</summary>
+internal static class Commands
+{
+    public static IEnumerable<Command> All() =>
+    [
+    ];
+}
