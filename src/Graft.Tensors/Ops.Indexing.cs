@@ -121,7 +121,7 @@ public static partial class Ops
         });
     }
 
-    /// <summary>A copy with two axes swapped (negative counts from the end), e.g. [B, T, H, D] -> [B, H, T, D].</summary>
+    /// <summary>A copy with two axes swapped (negative counts from the end), e.g. [B, T, H, D] -> [B, H, T, D]; the same axis twice returns x itself.</summary>
     public static Tensor Transpose(Tensor x, int axis0, int axis1)
     {
         int a = CheckedAxis(axis0, x.Rank, "transpose"), b = CheckedAxis(axis1, x.Rank, "transpose");
