@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Numerics.Tensors;
 using Graft.Tensors.Kernels;
 
 namespace Graft.Tensors;
@@ -58,7 +59,13 @@ public static partial class Ops
         public int ProbabilityOffset(int b, int h) => (b * Hq + h) * Tq * Tk;
     }
 
-    /// <summary>Per (batch, query head): scores [Tq, Tk] = q·kᵀ by GEMM on the strided head views, mask, softmax, times v.</summary>
+    /// <summary>
+    /// Up to this many queries per head (decode steps, short continuations) are served by dot products per
+    /// visible key, which skips hidden keys and needs no GEMM packing; longer blocks use GEMM.
+    /// </summary>
+    private const int RowwiseQueryLimit = 4;
+
+    /// <summary>Per (batch, query head): scores [Tq, Tk] = q·kᵀ on the strided head views, mask, softmax, times v.</summary>
     private static void AttentionForward(Memory<float> q, Memory<float> k, Memory<float> v, AttentionMask mask, AttentionGeometry g,
         Memory<float> output, float[]? probabilities)
     {
@@ -70,24 +77,42 @@ public static partial class Ops
             var p = probabilities is null ? rented.AsSpan(0, size) : probabilities.AsSpan(g.ProbabilityOffset(b, h), size);
             var qHead = q.Span[g.QueryOffset(b, h)..];
             var kHead = k.Span[g.KeyOffset(b, kvHead)..];
-            Gemm.Multiply(false, true, g.Tq, g.Tk, g.D, qHead, g.QueryStride, kHead, g.KeyStride, p, g.Tk);
-            for (int i = 0; i < g.Tq; i++)
+            var vHead = v.Span[g.KeyOffset(b, kvHead)..];
+            var outHead = output.Span[g.QueryOffset(b, h)..];
+            if (g.Tq <= RowwiseQueryLimit)
             {
-                var row = p.Slice(i * g.Tk, g.Tk);
-                int limit = mask.KeyLimit(i, g.Tk);
-                var visible = row[..limit];
-                System.Numerics.Tensors.TensorPrimitives.Multiply(visible, g.Scale, visible);
-                var pattern = mask.PatternRow(b, i);
-                if (!pattern.IsEmpty)
+                for (int i = 0; i < g.Tq; i++)
+                {
+                    var row = p.Slice(i * g.Tk, g.Tk);
+                    var qRow = qHead.Slice(i * g.QueryStride, g.D);
+                    int limit = mask.KeyLimit(i, g.Tk);
+                    for (int j = 0; j < limit; j++) row[j] = TensorPrimitives.Dot(qRow, kHead.Slice(j * g.KeyStride, g.D));
+                    MaskedSoftmaxRow(row, limit, mask.PatternRow(b, i), g.Scale);
+                    var outRow = outHead.Slice(i * g.QueryStride, g.D);
                     for (int j = 0; j < limit; j++)
-                        if (!pattern[j]) visible[j] = float.NegativeInfinity;
-                Kernels.Softmax.Row(visible);
-                row[limit..].Clear();
+                        if (row[j] != 0f) TensorPrimitives.MultiplyAdd(vHead.Slice(j * g.KeyStride, g.D), row[j], outRow, outRow);
+                }
             }
-            Gemm.Multiply(false, false, g.Tq, g.D, g.Tk, p, g.Tk, v.Span[g.KeyOffset(b, kvHead)..], g.KeyStride,
-                output.Span[g.QueryOffset(b, h)..], g.QueryStride);
+            else
+            {
+                Gemm.Multiply(false, true, g.Tq, g.Tk, g.D, qHead, g.QueryStride, kHead, g.KeyStride, p, g.Tk);
+                for (int i = 0; i < g.Tq; i++) MaskedSoftmaxRow(p.Slice(i * g.Tk, g.Tk), mask.KeyLimit(i, g.Tk), mask.PatternRow(b, i), g.Scale);
+                Gemm.Multiply(false, false, g.Tq, g.D, g.Tk, p, g.Tk, vHead, g.KeyStride, outHead, g.QueryStride);
+            }
             if (rented is not null) ArrayPool<float>.Shared.Return(rented);
         });
+    }
+
+    /// <summary>Scores in row[..limit] become probabilities over the keys the pattern allows; row[limit..] becomes 0.</summary>
+    private static void MaskedSoftmaxRow(Span<float> row, int limit, ReadOnlySpan<bool> pattern, float scale)
+    {
+        var visible = row[..limit];
+        TensorPrimitives.Multiply(visible, scale, visible);
+        if (!pattern.IsEmpty)
+            for (int j = 0; j < limit; j++)
+                if (!pattern[j]) visible[j] = float.NegativeInfinity;
+        Kernels.Softmax.Row(visible);
+        row[limit..].Clear();
     }
 
     /// <summary>
@@ -129,7 +154,7 @@ public static partial class Ops
                 {
                     var row = dP.Slice(i * g.Tk, g.Tk);
                     Kernels.Softmax.RowBackward(p.Slice(i * g.Tk, g.Tk), row, row);
-                    System.Numerics.Tensors.TensorPrimitives.Multiply(row, g.Scale, row);
+                    TensorPrimitives.Multiply(row, g.Scale, row);
                 }
                 if (dq) // dq[Tq, D] += dS[Tq, Tk] · k[Tk, D]
                     Gemm.Multiply(false, false, g.Tq, g.D, g.Tk, dP, g.Tk, km.Span[keyOffset..], g.KeyStride,
