@@ -1,5 +1,3 @@
-using System.Text;
-
 namespace Graft.Models.Tokenization;
 
 /// <summary>tokenizer.json `normalizer`: rewrites each piece of text between added tokens before pre-tokenization.</summary>
@@ -13,10 +11,8 @@ internal abstract class Normalizer
         return n.Type switch
         {
             "Sequence" => new SequenceNormalizer(n.Required("normalizers").Items().Select(i => Parse(i)!).ToArray()),
-            "NFC" => new UnicodeNormalizer(NormalizationForm.FormC),
-            "NFD" => new UnicodeNormalizer(NormalizationForm.FormD),
-            "NFKC" => new UnicodeNormalizer(NormalizationForm.FormKC),
-            "NFKD" => new UnicodeNormalizer(NormalizationForm.FormKD),
+            "NFC" => new FunctionNormalizer(UnicodeNormalization.Nfc),
+            "NFD" => new FunctionNormalizer(UnicodeNormalization.Nfd),
             "Prepend" => new PrependNormalizer(n.String("prepend")),
             "Replace" => new ReplaceNormalizer(n),
             "Lowercase" => new LowercaseNormalizer(),
@@ -34,9 +30,9 @@ internal sealed class SequenceNormalizer(Normalizer[] inner) : Normalizer
     }
 }
 
-internal sealed class UnicodeNormalizer(NormalizationForm form) : Normalizer
+internal sealed class FunctionNormalizer(Func<string, string> normalize) : Normalizer
 {
-    public override string Normalize(string text) => text.IsNormalized(form) ? text : text.Normalize(form);
+    public override string Normalize(string text) => normalize(text);
 }
 
 internal sealed class PrependNormalizer(string prefix) : Normalizer
