@@ -10,15 +10,16 @@ namespace Graft.Models.Tokenization;
 /// </summary>
 internal static class UnicodeNormalization
 {
-    // Below U+0300 nothing has a non-zero combining class and no text changes under NFC or NFD except
-    // precomposed Latin-1 letters under NFD, so NFC of such text is the text itself.
-    private const char FirstCombining = '\u0300';
     private const int SBase = 0xAC00, LBase = 0x1100, VBase = 0x1161, TBase = 0x11A7;
     private const int LCount = 19, VCount = 21, TCount = 28, NCount = VCount * TCount, SCount = LCount * NCount;
 
     private static readonly Dictionary<int, byte> CombiningClass = [];
     private static readonly Dictionary<int, int[]> Decomposition = [];
     private static readonly Dictionary<long, int> Composition = [];
+    // Code points that NFC may change: decomposable, combining, or the second half of a composition.
+    // Text with none of them is already NFC, which is most text (CJK, emoji, ASCII) and the fast path.
+    private static readonly HashSet<int> MayChangeUnderNfc = [];
+    private static readonly bool[] MayChangeUnderNfcBmp = new bool[0x10000];
 
     static UnicodeNormalization()
     {
@@ -37,14 +38,30 @@ internal static class UnicodeNormalization
             Decomposition[cp] = parts;
             if (fields[3] == "c") Composition[Key(parts[0], parts[1])] = cp;
         }
+        foreach (var cp in CombiningClass.Keys.Concat(Decomposition.Keys).Concat(Composition.Keys.Select(k => (int)(k & 0x1FFFFF))))
+            MayChangeUnderNfc.Add(cp);
+        for (int cp = VBase; cp < TBase + TCount; cp++) MayChangeUnderNfc.Add(cp);
+        for (int cp = SBase; cp < SBase + SCount; cp++) MayChangeUnderNfc.Add(cp);
+        foreach (var cp in MayChangeUnderNfc) if (cp < 0x10000) MayChangeUnderNfcBmp[cp] = true;
     }
 
     public static string Nfc(string text) => NeedsWork(text, composed: true) ? Compose(Decompose(text)) : text;
     public static string Nfd(string text) => NeedsWork(text, composed: false) ? ToString(Decompose(text)) : text;
 
-    private static bool NeedsWork(string text, bool composed) =>
-        composed ? text.AsSpan().IndexOfAnyExceptInRange('\0', (char)(FirstCombining - 1)) >= 0
-                 : text.AsSpan().IndexOfAnyExceptInRange('\0', '\u007F') >= 0;
+    private static bool NeedsWork(string text, bool composed)
+    {
+        if (!composed) return text.AsSpan().IndexOfAnyExceptInRange('\0', '\u007F') >= 0;
+        for (int i = 0; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                if (MayChangeUnderNfc.Contains(char.ConvertToUtf32(c, text[++i]))) return true;
+            }
+            else if (MayChangeUnderNfcBmp[c]) return true;
+        }
+        return false;
+    }
 
     private static long Key(int a, int b) => ((long)a << 21) | (uint)b;
 
