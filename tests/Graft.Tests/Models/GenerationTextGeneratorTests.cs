@@ -11,8 +11,8 @@ public sealed class GenerationTextGeneratorTests
     private static int EndOfText => Qwen.TokenToId("<|endoftext|>")!.Value;
     private static readonly int[] Prompt = [5, 6, 7];
 
-    /// <summary>A model whose n-th Append returns logits peaked at script[n] (then at <see cref="Fallback"/>).</summary>
-    private sealed class ScriptedModel(int[] script, int vocab, int maxSequenceLength = 4096) : ITokenSequenceModel
+    /// <summary>A model whose states' n-th Append returns logits peaked at script[n] (then at <see cref="Fallback"/>).</summary>
+    internal sealed class ScriptedModel(int[] script, int vocab, int maxSequenceLength = 4096) : ITokenSequenceModel
     {
         public int VocabSize => vocab;
         public int MaxSequenceLength => maxSequenceLength;
@@ -26,6 +26,7 @@ public sealed class GenerationTextGeneratorTests
         private sealed class State(ScriptedModel model) : ISequenceState
         {
             private readonly float[] _logits = new float[model.VocabSize];
+            private int _appends;
             public int Length { get; private set; }
 
             public ReadOnlySpan<float> Append(ReadOnlySpan<int> tokens)
@@ -33,7 +34,7 @@ public sealed class GenerationTextGeneratorTests
                 model.Appends.Add(tokens.ToArray());
                 Length += tokens.Length;
                 Array.Fill(_logits, 0f);
-                int step = model.Appends.Count - 1;
+                int step = _appends++;
                 int next = step < model.Script.Length ? model.Script[step] : model.Fallback;
                 if (next < 0) throw new InvalidOperationException("the script ran out");
                 _logits[next] = 30f;
