@@ -14,9 +14,13 @@ public static class ChatCommand
 {
     private const int MaxAnswerTokens = 1024;
 
-    /// <param name="loadModel">Opens the model of a Hugging Face folder; disposed after use when disposable.</param>
+    /// <summary>The longest conversation (in tokens) a session holds; the model's own limit may be lower.</summary>
+    private const int ContextTokens = 4096;
+
+    /// <param name="loadModel">Opens the model of a Hugging Face folder for sequences of up to the given number of
+    /// tokens (fewer when the model's own limit is lower); disposed after use when disposable.</param>
     /// <param name="input">Where the user's lines come from (standard input by default).</param>
-    public static Command Create(Func<string, ITokenSequenceModel> loadModel, Func<TextReader>? input = null)
+    public static Command Create(Func<string, int, ITokenSequenceModel> loadModel, Func<TextReader>? input = null)
     {
         ArgumentNullException.ThrowIfNull(loadModel);
         var model = new Option<string>("--model") { Description = "Hugging Face model folder", Required = true };
@@ -35,7 +39,7 @@ public static class ChatCommand
                 var tokenizer = Tokenizer.FromFolder(folder);
                 var chatTemplate = ChatTemplates.ForCheckpoint(folder, tokenizer, parseResult.GetValue(template));
                 var config = GenerationConfig.FromFolder(folder);
-                var sequenceModel = loadModel(folder);
+                var sequenceModel = loadModel(folder, ContextTokens);
                 try
                 {
                     var generator = new TextGenerator(tokenizer, sequenceModel, config.EosTokenIds);

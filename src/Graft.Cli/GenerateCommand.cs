@@ -15,8 +15,9 @@ namespace Graft.Cli;
 /// </summary>
 public static class GenerateCommand
 {
-    /// <param name="loadModel">Opens the model of a Hugging Face folder; disposed after use when disposable.</param>
-    public static Command Create(Func<string, ITokenSequenceModel> loadModel)
+    /// <param name="loadModel">Opens the model of a Hugging Face folder for sequences of up to the given number of
+    /// tokens (fewer when the model's own limit is lower); disposed after use when disposable.</param>
+    public static Command Create(Func<string, int, ITokenSequenceModel> loadModel)
     {
         ArgumentNullException.ThrowIfNull(loadModel);
         var model = new Option<string>("--model") { Description = "Hugging Face model folder", Required = true };
@@ -50,7 +51,7 @@ public static class GenerateCommand
                     ? ChatTemplates.ForCheckpoint(folder, tokenizer, templateName).Encode(tokenizer, [ChatMessage.User(text)], addGenerationPrompt: true)
                     : tokenizer.Encode(text);
 
-                var sequenceModel = loadModel(folder);
+                var sequenceModel = loadModel(folder, ids.Length + options.MaxTokens);
                 try
                 {
                     var generator = new TextGenerator(tokenizer, sequenceModel, config.EosTokenIds);

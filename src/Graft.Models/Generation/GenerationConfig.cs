@@ -11,8 +11,9 @@ public sealed class GenerationConfigException(string file, string field, string 
 }
 
 /// <summary>
-/// The checkpoint's generation defaults from generation_config.json; an absent file or field keeps the
-/// Hugging Face default (greedy unless do_sample, temperature 1, top_k 50, top_p 1, no repetition penalty).
+/// The checkpoint's generation defaults from generation_config.json; an absent field keeps the Hugging Face
+/// default (greedy unless do_sample, temperature 1, top_k 50, top_p 1, no repetition penalty). Without the
+/// file, the EOS and BOS ids come from config.json, as transformers derives a generation config from it.
 /// </summary>
 public sealed record GenerationConfig
 {
@@ -29,39 +30,48 @@ public sealed record GenerationConfig
     public static GenerationConfig FromFolder(string modelDir)
     {
         var path = Path.Combine(modelDir, FileName);
-        return File.Exists(path) ? FromFile(path) : new GenerationConfig();
+        if (File.Exists(path)) return FromFile(path);
+        var modelConfig = Path.Combine(modelDir, "config.json");
+        if (!File.Exists(modelConfig)) return new GenerationConfig();
+        using var document = Parse(modelConfig);
+        var root = Root(modelConfig, document);
+        return new GenerationConfig { EosTokenIds = EosIds(modelConfig, root), BosTokenId = Get(modelConfig, root, "bos_token_id", TokenId) };
     }
 
     public static GenerationConfig FromFile(string path)
     {
-        JsonDocument document;
+        using var document = Parse(path);
+        var root = Root(path, document);
+        var defaults = new GenerationConfig();
+        return new GenerationConfig
+        {
+            EosTokenIds = EosIds(path, root),
+            BosTokenId = Get(path, root, "bos_token_id", TokenId),
+            DoSample = Get(path, root, "do_sample", (f, n, e) => e.ValueKind is JsonValueKind.True or JsonValueKind.False
+                ? e.GetBoolean() : throw new GenerationConfigException(f, n, $"must be true or false, not {e}")) ?? defaults.DoSample,
+            Temperature = Get(path, root, "temperature", Number) ?? defaults.Temperature,
+            TopK = Get(path, root, "top_k", (f, n, e) => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var k) && k >= 0
+                ? k : throw new GenerationConfigException(f, n, $"must be an integer >= 0, not {e}")) ?? defaults.TopK,
+            TopP = Get(path, root, "top_p", Number) ?? defaults.TopP,
+            RepetitionPenalty = Get(path, root, "repetition_penalty", Number) ?? defaults.RepetitionPenalty,
+        };
+    }
+
+    private static JsonDocument Parse(string path)
+    {
         try
         {
-            document = JsonDocument.Parse(File.ReadAllBytes(path));
+            return JsonDocument.Parse(File.ReadAllBytes(path));
         }
         catch (JsonException e)
         {
             throw new GenerationConfigException(path, $"line {e.LineNumber + 1}, byte {e.BytePositionInLine}", "is not valid JSON: " + e.Message, e);
         }
-        using (document)
-        {
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object) throw new GenerationConfigException(path, "(root)", "must be a JSON object");
-            var defaults = new GenerationConfig();
-            return new GenerationConfig
-            {
-                EosTokenIds = EosIds(path, root),
-                BosTokenId = Get(path, root, "bos_token_id", TokenId),
-                DoSample = Get(path, root, "do_sample", (f, n, e) => e.ValueKind is JsonValueKind.True or JsonValueKind.False
-                    ? e.GetBoolean() : throw new GenerationConfigException(f, n, $"must be true or false, not {e}")) ?? defaults.DoSample,
-                Temperature = Get(path, root, "temperature", Number) ?? defaults.Temperature,
-                TopK = Get(path, root, "top_k", (f, n, e) => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var k) && k >= 0
-                    ? k : throw new GenerationConfigException(f, n, $"must be an integer >= 0, not {e}")) ?? defaults.TopK,
-                TopP = Get(path, root, "top_p", Number) ?? defaults.TopP,
-                RepetitionPenalty = Get(path, root, "repetition_penalty", Number) ?? defaults.RepetitionPenalty,
-            };
-        }
     }
+
+    private static JsonElement Root(string path, JsonDocument document) =>
+        document.RootElement.ValueKind == JsonValueKind.Object
+            ? document.RootElement : throw new GenerationConfigException(path, "(root)", "must be a JSON object");
 
     /// <summary>Sampling options from these defaults (greedy unless do_sample); the model's EOS ids are not
     /// included here: <see cref="TextGenerator"/> stops on them itself.</summary>

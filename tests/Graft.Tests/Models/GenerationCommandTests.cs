@@ -38,7 +38,7 @@ public sealed class GenerationCommandTests : IDisposable
     [Fact]
     public void GenerateStreamsTheCompletionAndSummarises()
     {
-        var (code, output, error) = Run(GenerateCommand.Create(_ => _model), "generate", "--model", _dir, "--prompt", "Hi there");
+        var (code, output, error) = Run(GenerateCommand.Create((_, _) => _model), "generate", "--model", _dir, "--prompt", "Hi there");
         Assert.Equal(0, code);
         Assert.Equal("Hello world\n", output.ReplaceLineEndings("\n"));
         Assert.Contains("finish: stop", error);
@@ -48,13 +48,13 @@ public sealed class GenerationCommandTests : IDisposable
     [Fact]
     public void GenerateWithChatRendersTheTemplate()
     {
-        var (code, output, _) = Run(GenerateCommand.Create(_ => _model), "generate", "--model", _dir, "--prompt", "Hi", "--chat", "--max-tokens", "1");
+        var (code, output, _) = Run(GenerateCommand.Create((_, _) => _model), "generate", "--model", _dir, "--prompt", "Hi", "--chat", "--max-tokens", "1");
         Assert.Equal(0, code);
         Assert.Equal(_tokenizer.Decode(_answer[..1]) + "\n", output.ReplaceLineEndings("\n"));
         var expected = new ChatMLTemplate().Render([ChatMessage.User("Hi")], addGenerationPrompt: true);
         Assert.Equal(_tokenizer.Encode(expected), _model.Appends[0]);
 
-        Run(GenerateCommand.Create(_ => _model), "generate", "--model", _dir, "--prompt", "Hi", "--template", "llama3", "--max-tokens", "1");
+        Run(GenerateCommand.Create((_, _) => _model), "generate", "--model", _dir, "--prompt", "Hi", "--template", "llama3", "--max-tokens", "1");
         Assert.Equal(_tokenizer.Encode(new Llama3ChatTemplate().Render([ChatMessage.User("Hi")], true)), _model.Appends[^1]);
     }
 
@@ -64,7 +64,7 @@ public sealed class GenerationCommandTests : IDisposable
     [InlineData("--template", "alpaca", "known templates")]
     public void GenerateReportsBadOptions(string option, string value, string message)
     {
-        var (code, output, error) = Run(GenerateCommand.Create(_ => _model), "generate", "--model", _dir, "--prompt", "Hi", option, value);
+        var (code, output, error) = Run(GenerateCommand.Create((_, _) => _model), "generate", "--model", _dir, "--prompt", "Hi", option, value);
         Assert.Equal(1, code);
         Assert.Equal("", output);
         Assert.Contains(message, error);
@@ -74,7 +74,7 @@ public sealed class GenerationCommandTests : IDisposable
     [Fact]
     public void ChatKeepsHistoryUntilReset()
     {
-        var command = ChatCommand.Create(_ => _model, () => new StringReader("Hi\nAgain\n/reset\nHi\n/exit\nnever read\n"));
+        var command = ChatCommand.Create((_, _) => _model, () => new StringReader("Hi\nAgain\n/reset\nHi\n/exit\nnever read\n"));
         var (code, output, error) = Run(command, "chat", "--model", _dir);
         Assert.Equal(0, code);
         Assert.Equal("", error);
@@ -92,7 +92,7 @@ public sealed class GenerationCommandTests : IDisposable
     [Fact]
     public void ChatEndsAtEndOfInput()
     {
-        var (code, output, _) = Run(ChatCommand.Create(_ => _model, () => new StringReader("Hi\n")), "chat", "--model", _dir);
+        var (code, output, _) = Run(ChatCommand.Create((_, _) => _model, () => new StringReader("Hi\n")), "chat", "--model", _dir);
         Assert.Equal(0, code);
         Assert.Equal("> Hello world\n> ", output.ReplaceLineEndings("\n"));
     }

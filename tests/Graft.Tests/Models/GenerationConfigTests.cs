@@ -27,6 +27,21 @@ public sealed class GenerationConfigTests : IDisposable
     }
 
     [Fact]
+    public void WithoutTheFileTheTokenIdsComeFromConfigJson()
+    {
+        File.WriteAllText(Path.Combine(_dir, "config.json"), """{"architectures": ["LlamaForCausalLM"], "bos_token_id": 1, "eos_token_id": 2, "temperature": 0.1}""");
+        var config = GenerationConfig.FromFolder(_dir);
+        Assert.Equal([2], config.EosTokenIds);
+        Assert.Equal(1, config.BosTokenId);
+        Assert.Equal(1f, config.Temperature);
+
+        File.WriteAllText(Path.Combine(_dir, "config.json"), """{"eos_token_id": [2, "x"]}""");
+        var e = Assert.Throws<GenerationConfigException>(() => GenerationConfig.FromFolder(_dir));
+        Assert.EndsWith("config.json", e.File);
+        Assert.Equal("eos_token_id[1]", e.Field);
+    }
+
+    [Fact]
     public void ReadsEosAsANumberOrAList()
     {
         Assert.Equal([2], Load("""{"bos_token_id": 1, "eos_token_id": 2}""").EosTokenIds);
