@@ -147,30 +147,48 @@ public sealed class Sampler
         }
     }
 
-    /// <summary>Nucleus filter: keeps the most probable tokens whose probabilities first add up to at least p.</summary>
+    /// <summary>
+    /// Nucleus filter: keeps the most probable tokens whose probabilities first add up to at least p. Only
+    /// tokens within a margin of the largest logit are sorted, the margin widening until they alone hold p of
+    /// the total mass: every token outside is less probable than all inside, so the kept set is the same as
+    /// sorting the whole vocabulary.
+    /// </summary>
     private void KeepTopP(Span<float> logits, int finite, float p)
     {
-        var keys = _values.AsSpan(0, finite);
-        var order = _order.AsSpan(0, finite);
-        int n = 0;
-        for (int i = 0; i < logits.Length; i++)
-        {
-            if (float.IsNegativeInfinity(logits[i])) continue;
-            keys[n] = -logits[i];   // ascending keys = descending logits
-            order[n++] = i;
-        }
-        keys.Sort(order);
-        float max = -keys[0];
+        float max = TensorPrimitives.Max(logits);
         double total = 0;
-        foreach (float key in keys) total += Math.Exp(-key - max);
+        foreach (float l in logits) total += Math.Exp(l - max);
+        var keys = _values.AsSpan();
+        var order = _order.AsSpan();
+        int n;
+        for (float margin = 8f; ; margin *= 2)
+        {
+            n = 0;
+            double mass = 0;
+            // Past e^-64 the rest cannot matter in practice, but one last pass over everything keeps it exact.
+            float threshold = margin > 64f ? float.MinValue : max - margin;
+            for (int i = 0; i < logits.Length; i++)
+            {
+                float l = logits[i];
+                if (l < threshold || float.IsNegativeInfinity(l)) continue;
+                keys[n] = -l;   // ascending keys = descending logits
+                order[n++] = i;
+                mass += Math.Exp(l - max);
+            }
+            if (mass >= p * total || n == finite) break;
+        }
+        keys = keys[..n];
+        order = order[..n];
+        keys.Sort(order);
         double cumulative = 0;
-        int keep = finite;
-        for (int j = 0; j < finite; j++)
+        int keep = n;
+        for (int j = 0; j < n; j++)
         {
             cumulative += Math.Exp(-keys[j] - max) / total;
             if (cumulative >= p) { keep = j + 1; break; }
         }
-        for (int j = keep; j < finite; j++) logits[order[j]] = float.NegativeInfinity;
+        logits.Fill(float.NegativeInfinity);
+        for (int j = 0; j < keep; j++) logits[order[j]] = -keys[j];
     }
 
     private int Draw(ReadOnlySpan<float> logits)

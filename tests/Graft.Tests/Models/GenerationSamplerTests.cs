@@ -59,6 +59,36 @@ public sealed class GenerationSamplerTests
         Assert.Equal(expected, Kept(logits));
     }
 
+    [Theory]
+    [InlineData(0.5f, 1.0)]
+    [InlineData(0.9f, 3.0)]
+    [InlineData(0.99f, 0.3)]
+    [InlineData(0.999f, 20.0)]
+    public void TopPKeepsTheSameSetAsSortingTheWholeVocabulary(float p, double spread)
+    {
+        var rng = new Random(5);
+        for (int trial = 0; trial < 10; trial++)
+        {
+            var logits = Enumerable.Range(0, 3000).Select(_ => (float)((rng.NextDouble() - 0.5) * spread * 10)).ToArray();
+            logits[rng.Next(3000)] = -1e30f;   // a far outlier must not stall the margin search
+            logits[rng.Next(3000)] = float.NegativeInfinity;
+            double max = logits.Max();
+            double total = logits.Sum(l => Math.Exp(l - max));
+            var expected = new List<int>();
+            double cumulative = 0;
+            foreach (var i in Enumerable.Range(0, logits.Length).Where(i => !float.IsNegativeInfinity(logits[i])).OrderByDescending(i => logits[i]).ThenBy(i => i))
+            {
+                expected.Add(i);
+                cumulative += Math.Exp(logits[i] - max) / total;
+                if (cumulative >= p) break;
+            }
+            var copy = (float[])logits.Clone();
+            Create(new SamplingOptions { TopP = p }, logits.Length).Sample(copy);
+            Assert.Equal(expected.Order(), Kept(copy));
+            Assert.All(Kept(copy), i => Assert.Equal(logits[i], copy[i]));
+        }
+    }
+
     [Fact]
     public void TopPAlwaysKeepsTheMostProbableToken()
     {
