@@ -90,6 +90,17 @@ public sealed class GenerationCommandTests : IDisposable
     }
 
     [Fact]
+    public void ChatRefusesATurnThatNoLongerFitsAndCarriesOn()
+    {
+        var small = new ScriptedModel(_model.Script, _tokenizer.VocabSize, maxSequenceLength: 12);
+        var (code, output, error) = Run(ChatCommand.Create((_, _) => small, () => new StringReader("a long question that does not fit\n/reset\n/exit\n")), "chat", "--model", _dir);
+        Assert.Equal(0, code);
+        Assert.Contains("/reset", error);
+        Assert.Contains("(history cleared)", output);
+        Assert.Empty(small.Appends);
+    }
+
+    [Fact]
     public void ChatEndsAtEndOfInput()
     {
         var (code, output, _) = Run(ChatCommand.Create((_, _) => _model, () => new StringReader("Hi\n")), "chat", "--model", _dir);
