@@ -2,7 +2,8 @@ namespace Graft.Models.Imaging;
 
 /// <summary>
 /// Netpbm PGM/PPM: P2/P3 (ASCII) and P5/P6 (binary), maxval 1..65535, '#' comments in the header.
-/// Samples are scaled round(v * 255 / maxval), as PIL does for RGB (PIL clips 16-bit gray instead; we scale it too).
+/// Samples are scaled round(v / maxval * 255) in doubles, halves to even, exactly as PIL's PpmDecoder does for RGB and
+/// 8-bit gray (PIL opens gray with maxval > 255 as 32-bit "I" and clips it on convert("RGB"); we scale it too).
 /// </summary>
 internal static class PnmDecoder
 {
@@ -38,7 +39,7 @@ internal static class PnmDecoder
         var pixels = new byte[w * h * 3];
         var scale = new byte[max + 1];
         for (int v = 0; v <= max; v++)
-            scale[v] = (byte)((v * 255L + max / 2) / max);
+            scale[v] = (byte)Math.Round((double)v / max * 255, MidpointRounding.ToEven);
         for (long i = 0; i < samples; i++)
         {
             int sampleOffset = pos;
