@@ -45,7 +45,9 @@ internal static class PnmDecoder
             int sampleOffset = pos;
             long v;
             if (ascii)
-                v = ReadNumber(data, ref pos, source, "sample");
+            {
+                v = ReadNumber(data, ref pos, source, "sample", out sampleOffset);
+            }
             else if (bytesPerSample == 1)
                 v = data[pos++];
             else
@@ -67,7 +69,10 @@ internal static class PnmDecoder
     private static bool IsSpace(byte b) => b is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r' or 0x0B or 0x0C;
 
     /// <summary>Skips whitespace and comments, then reads a decimal number; leaves pos just after its last digit.</summary>
-    private static long ReadNumber(ReadOnlySpan<byte> data, ref int pos, string? source, string what)
+    private static long ReadNumber(ReadOnlySpan<byte> data, ref int pos, string? source, string what) =>
+        ReadNumber(data, ref pos, source, what, out _);
+
+    private static long ReadNumber(ReadOnlySpan<byte> data, ref int pos, string? source, string what, out int start)
     {
         while (pos < data.Length)
         {
@@ -79,7 +84,7 @@ internal static class PnmDecoder
             else
                 break;
         }
-        int start = pos;
+        start = pos;
         long value = 0;
         while (pos < data.Length && data[pos] is >= (byte)'0' and <= (byte)'9')
         {
