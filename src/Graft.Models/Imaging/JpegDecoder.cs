@@ -336,6 +336,15 @@ internal static class JpegDecoder
             {
                 if (_restartInterval > 0 && unit > 0 && unit % _restartInterval == 0)
                     Restart();
+                if (_bits.Exhausted && _eobRun == 0)
+                {
+                    // No real bits remain, yet every further block needs some: the segment is corrupt or cut short.
+                    // Skip to the next restart marker (or end the scan) so work stays proportional to the data.
+                    if (_restartInterval == 0)
+                        break;
+                    unit += _restartInterval - 1 - unit % _restartInterval;
+                    continue;
+                }
                 int ux = (int)(unit % unitsX), uy = (int)(unit / unitsX);
                 if (single)
                     DecodeBlock(only, 0, uy * only.BlocksPerLine + ux);
@@ -508,6 +517,10 @@ internal static class JpegDecoder
         private int _pos = start;
         private uint _buffer;
         private int _count;
+        private int _padding; // zero bits supplied past a marker or the end, always the buffer's last ones
+
+        /// <summary>Every real bit before the marker / end of data has been consumed.</summary>
+        public readonly bool Exhausted => _padding > 0 && _count <= _padding;
 
         public readonly int MarkerPosition() => _pos;
 
@@ -518,16 +531,23 @@ internal static class JpegDecoder
             while (_count <= 24)
             {
                 uint b = 0;
+                bool real = false;
                 if (_pos < _data.Length)
                 {
                     if (_data[_pos] != 0xFF)
+                    {
                         b = _data[_pos++];
+                        real = true;
+                    }
                     else if (_pos + 1 < _data.Length && _data[_pos + 1] == 0x00)
                     {
                         b = 0xFF;
                         _pos += 2;
+                        real = true;
                     }
                 }
+                if (!real)
+                    _padding += 8;
                 _buffer |= b << (24 - _count);
                 _count += 8;
             }
@@ -540,12 +560,18 @@ internal static class JpegDecoder
             if (_count < n)
                 Fill();
             int v = (int)(_buffer >> (32 - n));
-            _buffer <<= n;
-            _count -= n;
+            Consume(n);
             return v;
         }
 
         public int ReadBit() => ReadBits(1);
+
+        private void Consume(int n)
+        {
+            _buffer <<= n;
+            _count -= n;
+            _padding = Math.Min(_padding, _count);
+        }
 
         public int ReceiveExtend(int s)
         {
@@ -563,9 +589,7 @@ internal static class JpegDecoder
             int entry = table.Lookup[peek];
             if (entry != 0)
             {
-                int length = entry >> 8;
-                _buffer <<= length;
-                _count -= length;
+                Consume(entry >> 8);
                 return entry & 0xFF;
             }
             uint code16 = _buffer >> 16;
@@ -574,8 +598,7 @@ internal static class JpegDecoder
                 int code = (int)(code16 >> (16 - length));
                 if (code <= table.MaxCode[length])
                 {
-                    _buffer <<= length;
-                    _count -= length;
+                    Consume(length);
                     return table.Values[table.ValueOffset[length] + code];
                 }
             }

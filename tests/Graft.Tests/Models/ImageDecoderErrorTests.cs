@@ -71,6 +71,38 @@ public class ImageDecoderErrorTests
         Assert.Contains("over the limit", e.Message);
     }
 
+    [Theory]
+    [InlineData("jpeg_progressive_420.jpg")]
+    [InlineData("jpeg_restart_420.jpg")]
+    public void LargeClaimedJpegWithLittleDataStaysCheap(string file)
+    {
+        // 2000x2000 is within the limits, but the scans run out of bits after a few blocks: decoding must stop
+        // there (or at the next restart marker) instead of decoding padding for every remaining block, scan after scan.
+        var data = Golden(file);
+        int sof = FindSofIndex(data);
+        BinaryPrimitives.WriteUInt16BigEndian(data.AsSpan(sof + 5), 2000);
+        BinaryPrimitives.WriteUInt16BigEndian(data.AsSpan(sof + 7), 2000);
+        var sw = Stopwatch.StartNew();
+        try
+        {
+            var image = ImageDecoder.Decode(data);
+            Assert.Equal(2000, image.Width);
+        }
+        catch (ImageFormatException)
+        {
+            // Also acceptable: the restart file runs out of RST markers.
+        }
+        Assert.True(sw.ElapsedMilliseconds < 1500, $"took {sw.ElapsedMilliseconds} ms");
+    }
+
+    private static int FindSofIndex(byte[] data)
+    {
+        for (int i = 0; i + 1 < data.Length; i++)
+            if (data[i] == 0xFF && data[i + 1] is 0xC0 or 0xC2)
+                return i;
+        throw new InvalidOperationException("no SOF0/SOF2");
+    }
+
     [Fact]
     public void LimitsAreConfigurable()
     {

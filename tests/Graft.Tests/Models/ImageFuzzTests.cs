@@ -12,11 +12,11 @@ namespace Graft.Tests.Models;
 public class ImageFuzzTests
 {
     [Fact]
-    public void MutatedImagesDecodeOrFailWithTheTypedError() => Run(cases: 3000, seed: 1234, budget: TimeSpan.FromSeconds(20));
+    public void MutatedImagesDecodeOrFailWithTheTypedError() => Run(cases: 10_000, seed: 1234, budget: TimeSpan.FromSeconds(20));
 
     [Fact]
     [Trait("Category", "Slow")]
-    public void LongMutationRun() => Run(cases: 100_000, seed: 99, budget: TimeSpan.FromMinutes(10));
+    public void LongMutationRun() => Run(cases: 300_000, seed: 99, budget: TimeSpan.FromMinutes(10));
 
     private static void Run(int cases, int seed, TimeSpan budget)
     {
