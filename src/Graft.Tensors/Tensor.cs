@@ -17,14 +17,21 @@ public sealed class Tensor
     private readonly Memory<ushort> _half;
     private bool _trainable;
 
-    private Tensor(int[] shape, DType dtype, Memory<float> f32, Memory<ushort> half)
+    private Tensor(int[] shape, DType dtype, Memory<float> f32, Memory<ushort> half, bool readOnly = false)
     {
         Shape = shape;
         DType = dtype;
         _f32 = f32;
         _half = half;
+        IsReadOnly = readOnly;
         Length = checked((int)ShapeLength(shape));
     }
+
+    /// <summary>
+    /// True when the elements live in read-only memory (a memory-mapped checkpoint): writing through
+    /// <see cref="Span"/> would fault, so such a tensor cannot be trained; copy it with <see cref="ToDType"/> first.
+    /// </summary>
+    public bool IsReadOnly { get; }
 
     /// <summary>Dimensions, outermost first. Do not modify.</summary>
     public int[] Shape { get; }
@@ -55,6 +62,7 @@ public sealed class Tensor
         set
         {
             if (value && DType != DType.F32) throw new InvalidOperationException($"only F32 tensors can be trained; '{Name}' is {DType}");
+            if (value && IsReadOnly) throw new InvalidOperationException($"'{Name}' is stored in read-only (memory-mapped) memory; train a copy made with ToDType(DType.F32)");
             if (GradFn is not null) throw new InvalidOperationException("RequiresGrad can only be set on a leaf tensor");
             _trainable = value;
         }
@@ -109,6 +117,10 @@ public sealed class Tensor
         return new((int[])shape.Clone(), dtype, default, bits);
     }
 
+    /// <summary>Wraps read-only storage (a memory-mapped file) without copying; the tensor reports <see cref="IsReadOnly"/>.</summary>
+    internal static Tensor FromReadOnlyStorage(Memory<float> f32, Memory<ushort> half, DType dtype, int[] shape) =>
+        new((int[])shape.Clone(), dtype, f32, half, readOnly: true);
+
     /// <summary>A trainable float32 leaf.</summary>
     public static Tensor Parameter(float[] data, params int[] shape) => new((int[])shape.Clone(), DType.F32, data, default) { _trainable = true };
 
@@ -145,10 +157,10 @@ public sealed class Tensor
     /// <summary>The same memory under another shape with the same element count (a view; recorded for autograd).</summary>
     public Tensor Reshape(params int[] shape) => Ops.Reshape(this, shape);
 
-    internal Tensor ViewAs(int[] shape) => new(shape, DType, _f32, _half);
+    internal Tensor ViewAs(int[] shape) => new(shape, DType, _f32, _half, IsReadOnly);
 
     /// <summary>A leaf that shares this tensor's memory but not its graph.</summary>
-    public Tensor Detach() => new((int[])Shape.Clone(), DType, _f32, _half) { Name = Name };
+    public Tensor Detach() => new((int[])Shape.Clone(), DType, _f32, _half, IsReadOnly) { Name = Name };
 
     /// <summary>Runs reverse-mode autograd from this scalar (or from this tensor with the given output gradient).</summary>
     public void Backward(Tensor? outputGradient = null) => Autograd.Backward(this, outputGradient);

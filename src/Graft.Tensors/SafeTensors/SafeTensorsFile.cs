@@ -1,98 +1,218 @@
+using System.Buffers.Binary;
+using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
-using System.Text.Json;
 
 namespace Graft.Tensors.SafeTensors;
 
-/// <summary>A safetensors file opened for reading (https://github.com/huggingface/safetensors).</summary>
-public sealed class SafeTensorsFile : IDisposable
+/// <summary>
+/// A safetensors file (https://github.com/huggingface/safetensors) opened for reading: memory-mapped read-only,
+/// its header validated in full on open, its tensors read lazily.
+/// </summary>
+/// <remarks>
+/// Layout: a u64 little-endian header length N, N bytes of UTF-8 JSON, then the data section, which the tensors
+/// must tile exactly. The file is opened for reading only and mapped read-only, so nothing here can modify it.
+/// Tensors from <see cref="Load"/> point into the mapping without a copy (unless their data is misaligned for
+/// their element type, which the format allows; those are copied). They are valid while this file is open
+/// (afterwards touching their storage throws <see cref="ObjectDisposedException"/>) and are read-only
+/// (<see cref="Tensor.IsReadOnly"/>): copy one with <see cref="Tensor.ToDType"/> to train or modify it.
+/// Another process truncating the file while it is mapped makes the OS fault on access; that is not guarded.
+/// Only little-endian hosts are supported (the format is little-endian and data is not byte-swapped).
+/// </remarks>
+public sealed unsafe class SafeTensorsFile : ISafeTensorsReader
 {
-    private readonly byte[] _bytes;
+    private readonly MemoryMappedFile _mapping;
+    private readonly MemoryMappedViewAccessor _view;
+    private readonly byte* _base;
     private readonly long _dataStart;
     private readonly Dictionary<string, SafeTensorInfo> _byName;
+    private int _disposed;
 
-    private SafeTensorsFile(string path, byte[] bytes, long dataStart, List<SafeTensorInfo> tensors, Dictionary<string, string> metadata)
+    private SafeTensorsFile(string path, MemoryMappedFile mapping, MemoryMappedViewAccessor view, byte* mapped, long dataStart,
+        List<SafeTensorInfo> tensors, Dictionary<string, string> metadata)
     {
         Path = path;
-        _bytes = bytes;
+        _mapping = mapping;
+        _view = view;
+        _base = mapped;
         _dataStart = dataStart;
         Tensors = tensors;
         Metadata = metadata;
-        _byName = tensors.ToDictionary(t => t.Name);
+        _byName = tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
     }
 
     public string Path { get; }
+
+    /// <summary>The tensors in header order.</summary>
     public IReadOnlyList<SafeTensorInfo> Tensors { get; }
+
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
-    public static SafeTensorsFile Open(string path)
+    public static SafeTensorsFile Open(string path) => Open(path, SafeTensorsLimits.Default);
+
+    /// <summary>Maps and validates a file; any problem with its contents is a <see cref="SafeTensorsException"/>.</summary>
+    public static SafeTensorsFile Open(string path, SafeTensorsLimits limits)
     {
-        var bytes = File.ReadAllBytes(path);
-        if (bytes.Length < 8) throw new SafeTensorsException(path, "file is shorter than the 8-byte header length", byteOffset: 0);
-        long headerLength = BitConverter.ToInt64(bytes, 0);
-        if (headerLength < 2 || headerLength > bytes.Length - 8) throw new SafeTensorsException(path, $"header length {headerLength} does not fit the file", byteOffset: 0);
-        var tensors = new List<SafeTensorInfo>();
-        var metadata = new Dictionary<string, string>();
-        using var doc = JsonDocument.Parse(bytes.AsMemory(8, (int)headerLength));
-        foreach (var entry in doc.RootElement.EnumerateObject())
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("safetensors files are read on little-endian hosts only");
+        FileStream stream;
+        long length;
+        try
         {
-            if (entry.Name == "__metadata__")
-            {
-                foreach (var m in entry.Value.EnumerateObject()) metadata[m.Name] = m.Value.GetString()!;
-                continue;
-            }
-            if (!DTypes.TryParseSafeTensorsName(entry.Value.GetProperty("dtype").GetString()!, out var dtype))
-                throw new SafeTensorsException(path, "unknown dtype", entry.Name);
-            var shape = entry.Value.GetProperty("shape").EnumerateArray().Select(d => d.GetInt32()).ToArray();
-            var offsets = entry.Value.GetProperty("data_offsets").EnumerateArray().Select(d => d.GetInt64()).ToArray();
-            tensors.Add(new SafeTensorInfo(entry.Name, dtype, shape, offsets[0], offsets[1]));
+            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, bufferSize: 1);
+            length = stream.Length;
         }
-        return new SafeTensorsFile(path, bytes, 8 + headerLength, tensors, metadata);
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new SafeTensorsException(path, $"cannot open: {e.Message}", null, null, e);
+        }
+        if (length < 8)
+        {
+            stream.Dispose();
+            throw new SafeTensorsException(path, $"file is {length} bytes, shorter than the 8-byte header length", byteOffset: 0);
+        }
+
+        MemoryMappedFile? mapping = null;
+        MemoryMappedViewAccessor? view = null;
+        bool acquired = false;
+        try
+        {
+            mapping = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+            view = mapping.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
+            byte* mapped = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref mapped);
+            acquired = true;
+            mapped += view.PointerOffset;
+
+            ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(mapped, 8));
+            if (headerLength > (ulong)(length - 8))
+                throw new SafeTensorsException(path, $"header length {headerLength} runs past the end of the file ({length - 8} bytes follow the length)", byteOffset: 0);
+            if (headerLength > (ulong)limits.MaxHeaderBytes)
+                throw new SafeTensorsException(path, $"header length {headerLength} exceeds the {limits.MaxHeaderBytes}-byte limit", byteOffset: 0);
+            long dataStart = 8 + (long)headerLength;
+            var (tensors, metadata) = SafeTensorsHeader.Parse(path, new ReadOnlySpan<byte>(mapped + 8, (int)headerLength), length - dataStart);
+            return new SafeTensorsFile(path, mapping, view, mapped, dataStart, tensors, metadata);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Release(stream, mapping, view, acquired);
+            throw new SafeTensorsException(path, $"cannot map: {e.Message}", null, null, e);
+        }
+        catch
+        {
+            Release(stream, mapping, view, acquired);
+            throw;
+        }
     }
 
-    public bool Contains(string name) => _byName.ContainsKey(name);
+    public bool Contains(string name)
+    {
+        ThrowIfDisposed();
+        return _byName.ContainsKey(name);
+    }
 
-    public SafeTensorInfo Info(string name) =>
-        _byName.TryGetValue(name, out var info) ? info : throw new SafeTensorsException(Path, "no such tensor", name);
+    public SafeTensorInfo Info(string name)
+    {
+        ThrowIfDisposed();
+        return _byName.TryGetValue(name, out var info) ? info : throw new SafeTensorsException(Path, "no such tensor in this file", name);
+    }
 
-    /// <summary>The raw little-endian bytes of a tensor.</summary>
+    /// <summary>The raw little-endian bytes of a tensor, inside the mapping: valid while this file is open.</summary>
     public ReadOnlySpan<byte> RawBytes(string name)
     {
         var info = Info(name);
-        return _bytes.AsSpan((int)(_dataStart + info.Begin), (int)info.ByteLength);
+        if (info.ByteLength > int.MaxValue)
+            throw new SafeTensorsException(Path, $"{info.ByteLength} bytes are too many for one span", name, _dataStart + info.Begin);
+        return new ReadOnlySpan<byte>(_base + _dataStart + info.Begin, (int)info.ByteLength);
     }
 
-    /// <summary>A float tensor in its stored type (F32, F16 or BF16). Valid while this file is open.</summary>
+    /// <summary>
+    /// A float tensor in its stored type (F32, F16 or BF16), pointing into the mapping: read-only and valid
+    /// while this file is open (see the class remarks). Misaligned data is copied instead.
+    /// </summary>
     public Tensor Load(string name)
     {
         var info = Info(name);
-        var raw = RawBytes(name);
-        Tensor t = info.DType switch
+        if (info.DType is not (DType.F32 or DType.F16 or DType.BF16))
+            throw new SafeTensorsException(Path, $"is {info.DType.SafeTensorsName()}, not a float type (F32, F16, BF16); read it with ReadIntegers", name);
+        int count = ElementCount(info);
+        long offset = _dataStart + info.Begin;
+        bool aligned = (nuint)(_base + offset) % (nuint)info.DType.SizeOf() == 0;
+        Tensor tensor;
+        if (info.DType == DType.F32)
         {
-            DType.F32 => Tensor.FromArray(MemoryMarshal.Cast<byte, float>(raw).ToArray(), info.Shape),
-            DType.F16 or DType.BF16 => Tensor.FromHalfBits(MemoryMarshal.Cast<byte, ushort>(raw).ToArray(), info.DType, info.Shape),
-            _ => throw new SafeTensorsException(Path, $"{info.DType} is not a float type", name),
-        };
-        t.Name = name;
-        return t;
+            tensor = count > 0 && aligned
+                ? Tensor.FromReadOnlyStorage(new MappedMemory<float>(this, (float*)(_base + offset), count).Memory, default, DType.F32, info.Shape)
+                : Tensor.FromArray(MemoryMarshal.Cast<byte, float>(RawBytes(name)).ToArray(), info.Shape);
+        }
+        else
+        {
+            tensor = count > 0 && aligned
+                ? Tensor.FromReadOnlyStorage(default, new MappedMemory<ushort>(this, (ushort*)(_base + offset), count).Memory, info.DType, info.Shape)
+                : Tensor.FromHalfBits(MemoryMarshal.Cast<byte, ushort>(RawBytes(name)).ToArray(), info.DType, info.Shape);
+        }
+        tensor.Name = name;
+        return tensor;
     }
 
-    /// <summary>Any float tensor widened to a new float32 array.</summary>
+    /// <summary>A float tensor widened to a new float32 array.</summary>
     public float[] ReadFloats(string name) => Load(name).ToArray();
 
-    /// <summary>An integer or boolean tensor as 64-bit integers.</summary>
+    /// <summary>An integer or boolean tensor as a new array of 64-bit integers; booleans must be stored as 0 or 1.</summary>
     public long[] ReadIntegers(string name)
     {
         var info = Info(name);
+        int count = ElementCount(info);
         var raw = RawBytes(name);
-        return info.DType switch
+        var result = new long[count];
+        switch (info.DType)
         {
-            DType.I64 => MemoryMarshal.Cast<byte, long>(raw).ToArray(),
-            DType.I32 => Array.ConvertAll(MemoryMarshal.Cast<byte, int>(raw).ToArray(), v => (long)v),
-            DType.I8 => Array.ConvertAll(MemoryMarshal.Cast<byte, sbyte>(raw).ToArray(), v => (long)v),
-            DType.U8 or DType.Bool => Array.ConvertAll(raw.ToArray(), v => (long)v),
-            _ => throw new SafeTensorsException(Path, $"{info.DType} is not an integer type", name),
-        };
+            case DType.I64:
+                MemoryMarshal.Cast<byte, long>(raw).CopyTo(result);
+                break;
+            case DType.I32:
+                var ints = MemoryMarshal.Cast<byte, int>(raw);
+                for (int i = 0; i < count; i++) result[i] = ints[i];
+                break;
+            case DType.I8:
+                var sbytes = MemoryMarshal.Cast<byte, sbyte>(raw);
+                for (int i = 0; i < count; i++) result[i] = sbytes[i];
+                break;
+            case DType.U8:
+                for (int i = 0; i < count; i++) result[i] = raw[i];
+                break;
+            case DType.Bool:
+                for (int i = 0; i < count; i++)
+                {
+                    if (raw[i] > 1)
+                        throw new SafeTensorsException(Path, $"boolean element {i} is stored as {raw[i]}, not 0 or 1", name, _dataStart + info.Begin + i);
+                    result[i] = raw[i];
+                }
+                break;
+            default:
+                throw new SafeTensorsException(Path, $"is {info.DType.SafeTensorsName()}, not an integer or boolean type; read it with Load or ReadFloats", name);
+        }
+        return result;
     }
 
-    public void Dispose() { }
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view.Dispose();
+        _mapping.Dispose();
+    }
+
+    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+
+    private int ElementCount(SafeTensorInfo info) =>
+        info.ElementCount <= int.MaxValue
+            ? (int)info.ElementCount
+            : throw new SafeTensorsException(Path, $"{info.ElementCount} elements are more than one tensor can hold ({int.MaxValue})", info.Name, _dataStart + info.Begin);
+
+    private static void Release(FileStream stream, MemoryMappedFile? mapping, MemoryMappedViewAccessor? view, bool acquired)
+    {
+        if (acquired) view!.SafeMemoryMappedViewHandle.ReleasePointer();
+        view?.Dispose();
+        mapping?.Dispose();
+        stream.Dispose();
+    }
 }

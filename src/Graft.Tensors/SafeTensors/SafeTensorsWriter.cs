@@ -1,35 +1,42 @@
+using System.Runtime.InteropServices;
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 
 namespace Graft.Tensors.SafeTensors;
 
-/// <summary>Writes safetensors files atomically: to a temporary file beside the target, then renamed into place.</summary>
+/// <summary>
+/// Writes safetensors files atomically: to a temporary file beside the target, flushed to disk, then renamed
+/// into place, so the target is never half-written; the temporary file is removed on failure.
+/// </summary>
+/// <remarks>
+/// The header holds __metadata__ (when given) first, then the tensors in the given order (data laid out in
+/// the same order), padded with spaces to a multiple of 8 bytes so the data section starts aligned.
+/// Names are written as UTF-8; they must be non-empty, valid UTF-16 and not "__metadata__".
+/// </remarks>
 public static class SafeTensorsWriter
 {
+    private static readonly JsonWriterOptions JsonOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var list = tensors.ToList();
-        var header = new Dictionary<string, object>();
-        if (metadata is { Count: > 0 }) header["__metadata__"] = metadata;
-        long offset = 0;
-        foreach (var (name, tensor) in list)
-        {
-            long length = (long)tensor.Length * tensor.DType.SizeOf();
-            header[name] = new { dtype = tensor.DType.SafeTensorsName(), shape = tensor.Shape, data_offsets = new[] { offset, offset + length } };
-            offset += length;
-        }
-        var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
-        int padded = (json.Length + 7) / 8 * 8;
+        var header = Header(list, metadata);
         var full = Path.GetFullPath(path);
         var temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
         try
         {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write))
+            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 16))
             {
-                stream.Write(BitConverter.GetBytes((long)padded));
-                stream.Write(json);
-                for (int i = json.Length; i < padded; i++) stream.WriteByte((byte)' ');
-                foreach (var (_, tensor) in list) stream.Write(Tensor.AsBytes(tensor));
+                Span<byte> length = stackalloc byte[8];
+                BitConverter.TryWriteBytes(length, (ulong)header.Length);
+                stream.Write(length);
+                stream.Write(header);
+                foreach (var (_, tensor) in list)
+                {
+                    if (tensor.DType == DType.F32) WriteChunked(stream, tensor.Span);
+                    else WriteChunked(stream, tensor.HalfBits);
+                }
                 stream.Flush(flushToDisk: true);
             }
             File.Move(temporary, full, overwrite: true);
@@ -38,5 +45,81 @@ public static class SafeTensorsWriter
         {
             if (File.Exists(temporary)) File.Delete(temporary);
         }
+    }
+
+    /// <summary>The padded header JSON, validating names on the way.</summary>
+    private static byte[] Header(List<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer, JsonOptions))
+        {
+            json.WriteStartObject();
+            if (metadata is { Count: > 0 })
+            {
+                json.WriteStartObject("__metadata__");
+                foreach (var (key, value) in metadata)
+                {
+                    CheckText(key, "metadata key");
+                    ArgumentNullException.ThrowIfNull(value, $"metadata '{key}'");
+                    CheckText(value, $"metadata value of '{key}'", allowEmpty: true);
+                    json.WriteString(key, value);
+                }
+                json.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (var (name, tensor) in tensors)
+            {
+                CheckText(name, "tensor name");
+                ArgumentNullException.ThrowIfNull(tensor, $"tensor '{name}'");
+                if (name == "__metadata__") throw new ArgumentException("'__metadata__' is reserved and cannot name a tensor", nameof(tensors));
+                if (!names.Add(name)) throw new ArgumentException($"tensor name '{name}' appears twice", nameof(tensors));
+                long byteLength = (long)tensor.Length * tensor.DType.SizeOf();
+                json.WriteStartObject(name);
+                json.WriteString("dtype", tensor.DType.SafeTensorsName());
+                json.WriteStartArray("shape");
+                foreach (int d in tensor.Shape) json.WriteNumberValue(d);
+                json.WriteEndArray();
+                json.WriteStartArray("data_offsets");
+                json.WriteNumberValue(offset);
+                json.WriteNumberValue(offset + byteLength);
+                json.WriteEndArray();
+                json.WriteEndObject();
+                offset += byteLength;
+            }
+            json.WriteEndObject();
+        }
+        int padded = checked((int)(buffer.Length + 7) / 8 * 8);
+        while (buffer.Length < padded) buffer.WriteByte((byte)' ');
+        return buffer.ToArray();
+    }
+
+    /// <summary>Text that would not survive UTF-8 (a lone surrogate) is refused rather than silently replaced.</summary>
+    private static void CheckText(string? text, string what, bool allowEmpty = false)
+    {
+        if (text is null || (!allowEmpty && text.Length == 0)) throw new ArgumentException($"{what} is empty");
+        if (text.AsSpan().ContainsAnyInRange('\uD800', '\uDFFF') && !IsValidUtf16(text))
+            throw new ArgumentException($"{what} '{text}' holds a lone surrogate and cannot be encoded as UTF-8");
+    }
+
+    private static bool IsValidUtf16(string text)
+    {
+        try
+        {
+            new UTF8Encoding(false, throwOnInvalidBytes: true).GetByteCount(text);
+            return true;
+        }
+        catch (EncoderFallbackException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Writes in slices so a tensor over 2 GB never needs one byte span.</summary>
+    private static void WriteChunked<T>(Stream stream, ReadOnlySpan<T> values) where T : unmanaged
+    {
+        int chunk = (1 << 24) / Marshal.SizeOf<T>();
+        for (int i = 0; i < values.Length; i += chunk)
+            stream.Write(MemoryMarshal.AsBytes(values.Slice(i, Math.Min(chunk, values.Length - i))));
     }
 }
