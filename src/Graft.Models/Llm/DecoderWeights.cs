@@ -62,7 +62,7 @@ public sealed class DecoderWeights
     }
 
     /// <summary>Validates the checkpoint's tensors against <paramref name="config"/>, then maps them.</summary>
-    internal static DecoderWeights Load(LlmConfig config, CheckpointTensors checkpoint)
+    internal static DecoderWeights Load(LlmConfig config, ISafeTensorsReader checkpoint)
     {
         var expected = ExpectedShapes(config);
         Validate(config, checkpoint, expected);
@@ -122,7 +122,7 @@ public sealed class DecoderWeights
         return shapes;
     }
 
-    private static void Validate(LlmConfig config, CheckpointTensors checkpoint, Dictionary<string, int[]> expected)
+    private static void Validate(LlmConfig config, ISafeTensorsReader checkpoint, Dictionary<string, int[]> expected)
     {
         foreach (var (name, shape) in expected)
         {
@@ -130,23 +130,27 @@ public sealed class DecoderWeights
                 throw new LlmConfigException(checkpoint.Path, $"missing (a {config.Architecture} checkpoint needs it, shape [{string.Join(", ", shape)}])", tensor: name);
             var info = checkpoint.Info(name);
             if (!info.Shape.AsSpan().SequenceEqual(shape))
-                throw new LlmConfigException(checkpoint.FileOf(name),
+                throw new LlmConfigException(FileOf(checkpoint, name),
                     $"has shape [{string.Join(", ", info.Shape)}], config.json implies [{string.Join(", ", shape)}]", tensor: name);
             if (info.DType is not (DType.F32 or DType.F16 or DType.BF16))
-                throw new LlmConfigException(checkpoint.FileOf(name), $"is {info.DType.SafeTensorsName()}, not F32, F16 or BF16", tensor: name);
+                throw new LlmConfigException(FileOf(checkpoint, name), $"is {info.DType.SafeTensorsName()}, not F32, F16 or BF16", tensor: name);
         }
         foreach (var info in checkpoint.Tensors)
         {
             if (expected.ContainsKey(info.Name) || IgnoredExtra(config, info.Name)) continue;
-            throw new LlmConfigException(checkpoint.FileOf(info.Name), $"is not part of a {config.Architecture} with this config.json", tensor: info.Name);
+            throw new LlmConfigException(FileOf(checkpoint, info.Name), $"is not part of a {config.Architecture} with this config.json", tensor: info.Name);
         }
     }
+
+    /// <summary>The file holding a tensor (its shard, for a sharded checkpoint), for messages about it.</summary>
+    private static string FileOf(ISafeTensorsReader checkpoint, string name) =>
+        checkpoint is ShardedSafeTensors sharded ? sharded.Shard(name).Path : checkpoint.Path;
 
     private static bool IgnoredExtra(LlmConfig config, string name) =>
         name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)
         || (config.TieWordEmbeddings && name == (config.Family == LlmFamily.InternLM2 ? "output.weight" : "lm_head.weight"));
 
-    private static DecoderWeights MapLlama(LlmConfig c, CheckpointTensors t)
+    private static DecoderWeights MapLlama(LlmConfig c, ISafeTensorsReader t)
     {
         var layers = new DecoderLayerWeights[c.NumLayers];
         for (int i = 0; i < layers.Length; i++)
@@ -182,7 +186,7 @@ public sealed class DecoderWeights
         };
     }
 
-    private static DecoderWeights MapInternLM2(LlmConfig c, CheckpointTensors t)
+    private static DecoderWeights MapInternLM2(LlmConfig c, ISafeTensorsReader t)
     {
         var layers = new DecoderLayerWeights[c.NumLayers];
         for (int i = 0; i < layers.Length; i++)
@@ -218,7 +222,7 @@ public sealed class DecoderWeights
     }
 
     /// <summary>Biases are tiny; they are widened to F32, which the bias-adding kernels read.</summary>
-    private static Tensor Bias(CheckpointTensors t, string name)
+    private static Tensor Bias(ISafeTensorsReader t, string name)
     {
         var bias = t.Load(name).ToF32();
         bias.Name = name;

@@ -71,7 +71,7 @@ public sealed record LlmConfig
     public required int[] BosTokenIds { get; init; }
     public required int[] EosTokenIds { get; init; }
 
-    /// <summary>config.json's torch_dtype ("bfloat16", ...), or null; the weights keep whatever type they are stored in.</summary>
+    /// <summary>config.json's torch_dtype (or, from newer transformers, dtype): "bfloat16", ..., or null; the weights keep whatever type they are stored in.</summary>
     public string? TorchDType { get; init; }
 
     public int QueryGroups => NumHeads / NumKeyValueHeads;
@@ -160,7 +160,7 @@ public sealed record LlmConfig
                 MlpBias = family == LlmFamily.Llama && Bool("mlp_bias", false),
                 BosTokenIds = TokenIds("bos_token_id"),
                 EosTokenIds = TokenIds("eos_token_id"),
-                TorchDType = String("torch_dtype"),
+                TorchDType = String("torch_dtype") ?? String("dtype"),
             };
         }
 
