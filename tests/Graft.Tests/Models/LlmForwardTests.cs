@@ -107,11 +107,13 @@ public class LlmForwardTests
     }
 
     [Fact]
-    public void Forward_records_nothing()
+    public void Cache_is_refused_while_recording_gradients()
     {
         using var model = DecoderModel.Load(LlmGolden.ModelFolder("qwen2"));
-        var logits = model.Forward([1, 2, 3]);
-        Assert.False(logits.RequiresGrad);
+        var input = Tensor.Parameter(new float[2 * model.Config.HiddenSize], 2, model.Config.HiddenSize);
+        var cache = new KvCache(model.Config, 4);
+        Assert.Throws<InvalidOperationException>(() => model.ForwardEmbeddings(input, cache));
+        Assert.Equal(0, cache.Length);
     }
 
     [Fact]

@@ -17,6 +17,7 @@ public class LlmLoadingTests
         Assert.All(model.Weights.Layers, l => Assert.Equal(DType.BF16, l.Down.DType));
         Assert.Equal(DType.BF16, model.Weights.FinalNorm.DType);
         Assert.Equal(model.ParameterCount * 2, model.WeightBytes);
+        Assert.True(model.Weights.Layers[2].Up.IsReadOnly, "weights should point into the memory-mapped file, not a copy");
     }
 
     [Fact]
@@ -56,6 +57,32 @@ public class LlmLoadingTests
             Assert.Equal(fused.AsSpan(g * groupRows + c.QueryGroups * head, head), k.AsSpan(g * head, head));
             Assert.Equal(fused.AsSpan(g * groupRows + (c.QueryGroups + 1) * head, head), v.AsSpan(g * head, head));
         }
+    }
+
+    [Fact]
+    public void InternLM2_biases_split_like_the_weights()
+    {
+        using var scratch = new ScratchModel("internlm2");
+        var config = scratch.PathOf("config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"bias\": false", "\"bias\": true"));
+        const int rows = (8 + 2 * 2) * 8;
+        var fusedBias = Enumerable.Range(0, rows).Select(i => (float)i).ToArray();
+        scratch.Rewrite("model.safetensors", ts =>
+        {
+            for (int layer = 0; layer < 2; layer++)
+            {
+                ts.Add(KeyValuePair.Create($"model.layers.{layer}.attention.wqkv.bias", Tensor.FromArray((float[])fusedBias.Clone(), rows).ToDType(DType.F16)));
+                ts.Add(KeyValuePair.Create($"model.layers.{layer}.attention.wo.bias", Tensor.Zeros(64).ToDType(DType.F16)));
+            }
+        });
+        using var model = DecoderModel.Load(scratch.Folder);
+        var w = model.Weights.Layers[0];
+        // Per KV group of 48 rows: 4 query heads of 8, then the key head, then the value head.
+        float[] Rows(int start, int count) => Enumerable.Range(start, count).Select(i => (float)i).ToArray();
+        Assert.Equal(Rows(0, 32).Concat(Rows(48, 32)), w.QueryBias!.ToArray());
+        Assert.Equal(Rows(32, 8).Concat(Rows(80, 8)), w.KeyBias!.ToArray());
+        Assert.Equal(Rows(40, 8).Concat(Rows(88, 8)), w.ValueBias!.ToArray());
+        Assert.Equal(DType.F32, w.OutputBias!.DType);
     }
 
     [Fact]
