@@ -5,7 +5,9 @@ Writes, under tests/Graft.Tests/Golden/llm/:
                      generation_config.json, safetensors weights under the family's own names)
   <family>.safetensors  golden values: `ids.N` (I64 [T]) and `logits.N` (F32 [T, V], every position,
                      full forward without cache); `prompt` and `greedy` (I64, 8 greedy tokens by full
-                     recomputation); for qwen2 also `embeds.0`, `upstream.0` and `grad_embeds.0`, the
+                     recomputation); for internlm2 (dynamic NTK) `cached_logits.2`, the
+                     logits of ids.2 computed with a KV cache, `cached_prefill` tokens at once and then
+                     one at a time past max_position_embeddings; for qwen2 also `embeds.0`, `upstream.0` and `grad_embeds.0`, the
                      gradient of sum(logits.0 * upstream.0) with respect to the input embeddings.
 
 The forward below is written from the published architectures (transformers' modeling_llama.py and
@@ -230,17 +232,31 @@ def random_weights(cfg, family, gen):
     return {k: t.to(stored) for k, t in w.items()}
 
 
-def forward(cfg, family, w, embeds):
-    """Logits [T, V] (float64) for input embeddings [T, C] at positions 0..T-1."""
+def empty_cache(cfg):
+    _, kv, d = heads(cfg)
+    return [[torch.zeros(kv, 0, d, dtype=torch.float64)] * 2 for _ in range(cfg["num_hidden_layers"])]
+
+
+def forward(cfg, family, w, embeds, past=None):
+    """Logits [T, V] (float64) for input embeddings [T, C] at positions P..P+T-1.
+
+    past: per layer [keys, values] ([H_kv, P, D], keys already rotated) of P earlier tokens, extended in
+    place. As in Hugging Face generation, the rotary table is the one for P+T positions, so with dynamic
+    NTK past its limit earlier keys keep the rotation of the step that computed them.
+    """
     w = {k: t.double() for k, t in w.items()}
     h, kv, d = heads(cfg)
     groups = h // kv
     eps = cfg["rms_norm_eps"]
     t_len = embeds.shape[0]
-    freqs = torch.outer(torch.arange(t_len, dtype=torch.float64), inv_freq(cfg, t_len))
+    if past is None:
+        past = empty_cache(cfg)
+    start = past[0][0].shape[1]
+    positions = torch.arange(start, start + t_len, dtype=torch.float64)
+    freqs = torch.outer(positions, inv_freq(cfg, start + t_len))
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos(), emb.sin()
-    causal = torch.full((t_len, t_len), float("-inf"), dtype=torch.float64).triu(1)
+    causal = torch.full((t_len, start + t_len), float("-inf"), dtype=torch.float64).triu(start + 1)
     x = embeds
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
@@ -264,6 +280,8 @@ def forward(cfg, family, w, embeds):
         q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # [H, T, D]
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
+        past[i][0] = k = torch.cat((past[i][0], k), dim=1)
+        past[i][1] = v = torch.cat((past[i][1], v), dim=1)
         k = k.repeat_interleave(groups, dim=0)
         v = v.repeat_interleave(groups, dim=0)
         scores = q @ k.transpose(1, 2) / math.sqrt(d) + causal
@@ -347,6 +365,16 @@ def make(family, cfg, shards, lengths, prompt_length, seed):
     prompt = torch.randint(0, cfg["vocab_size"], (prompt_length,), generator=gen)
     golden["prompt"] = prompt
     golden["greedy"] = torch.tensor(greedy(cfg, family, w, prompt.tolist(), 8), dtype=torch.int64)
+    if cfg.get("rope_scaling", {}).get("type") == "dynamic":
+        # Prefill within max_position_embeddings, then one token at a time past it.
+        ids = golden[f"ids.{len(lengths) - 1}"]
+        prefill = cfg["max_position_embeddings"] // 2
+        past = empty_cache(cfg)
+        rows = []
+        for chunk in [ids[:prefill]] + [ids[i:i + 1] for i in range(prefill, len(ids))]:
+            rows.append(forward(cfg, family, w, embed(family, w, chunk), past))
+        golden["cached_prefill"] = torch.tensor(prefill, dtype=torch.int64)
+        golden[f"cached_logits.{len(lengths) - 1}"] = torch.cat(rows).float()
     if family == "qwen2":
         embeds = embed(family, w, golden["ids.0"]).clone().requires_grad_(True)
         logits = forward(cfg, family, w, embeds)

@@ -69,6 +69,20 @@ public class LlmForwardTests
     }
 
     [Fact]
+    public void Cached_decode_past_the_dynamic_ntk_limit_rotates_each_key_as_hugging_face_does()
+    {
+        using var model = DecoderModel.Load(LlmGolden.ModelFolder("internlm2"));
+        using var golden = LlmGolden.Values("internlm2");
+        var ids = LlmGolden.Ids(golden, "ids.2");
+        int prefill = LlmGolden.Ids(golden, "cached_prefill")[0];
+        Assert.True(ids.Length > model.Config.MaxPositionEmbeddings);
+        var cache = new KvCache(model.Config, ids.Length);
+        var rows = new List<float>(model.Forward(ids.AsSpan(0, prefill), cache).ToArray());
+        for (int i = prefill; i < ids.Length; i++) rows.AddRange(model.Forward(ids.AsSpan(i, 1), cache).ToArray());
+        TensorAssert.Close(LlmGolden.Floats(golden, "cached_logits.2").ToArray(), rows.ToArray(), rtol: 1e-4f, atol: 2e-5f, what: "cached dynamic NTK");
+    }
+
+    [Fact]
     public void Prefill_in_chunks_equals_one_full_forward()
     {
         using var model = DecoderModel.Load(LlmGolden.ModelFolder("llama"));
