@@ -1,6 +1,9 @@
 namespace Graft.Models.Llm;
 
-/// <summary>Rotary inverse frequencies per rope_scaling type, computed in double as transformers does in float32.</summary>
+/// <summary>
+/// Rotary inverse frequencies per rope_scaling type, in float32 step by step as transformers computes them
+/// (its tables are float32 tensors; the base, like its Python scalars, is a double).
+/// </summary>
 public static class RopeFrequencies
 {
     /// <summary>
@@ -20,13 +23,14 @@ public static class RopeFrequencies
         var inverse = new float[d / 2];
         for (int i = 0; i < inverse.Length; i++)
         {
-            double frequency = 1.0 / Math.Pow(theta, 2.0 * i / d);
-            inverse[i] = (float)(scaling.Kind switch
+            float exponent = (float)(2 * i) / d;
+            float frequency = 1f / (float)Math.Pow((float)theta, exponent);
+            inverse[i] = scaling.Kind switch
             {
-                RopeScalingKind.Linear => frequency / scaling.Factor,
+                RopeScalingKind.Linear => frequency / (float)scaling.Factor,
                 RopeScalingKind.Llama3 => Llama3(frequency, scaling),
                 _ => frequency,
-            });
+            };
         }
         return inverse;
     }
@@ -35,14 +39,14 @@ public static class RopeFrequencies
     /// Long wavelengths (beyond original/low_freq_factor) are divided by the factor, short ones (below
     /// original/high_freq_factor) kept, and the band between interpolated linearly in original/wavelength.
     /// </summary>
-    private static double Llama3(double frequency, RopeScaling s)
+    private static float Llama3(float frequency, RopeScaling s)
     {
-        double wavelength = 2 * Math.PI / frequency;
-        double lowWavelength = s.OriginalMaxPositionEmbeddings / s.LowFreqFactor;
-        double highWavelength = s.OriginalMaxPositionEmbeddings / s.HighFreqFactor;
-        if (wavelength > lowWavelength) return frequency / s.Factor;
-        if (wavelength < highWavelength) return frequency;
-        double smooth = (s.OriginalMaxPositionEmbeddings / wavelength - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor);
-        return (1 - smooth) * frequency / s.Factor + smooth * frequency;
+        float factor = (float)s.Factor, low = (float)s.LowFreqFactor, high = (float)s.HighFreqFactor;
+        float original = s.OriginalMaxPositionEmbeddings;
+        float wavelength = (float)(2 * Math.PI) / frequency;
+        if (wavelength > s.OriginalMaxPositionEmbeddings / s.LowFreqFactor) return frequency / factor;
+        if (wavelength < s.OriginalMaxPositionEmbeddings / s.HighFreqFactor) return frequency;
+        float smooth = (original / wavelength - low) / (high - low);
+        return (1 - smooth) * frequency / factor + smooth * frequency;
     }
 }

@@ -131,6 +131,14 @@ public class LlmForwardTests
     }
 
     [Fact]
+    public void Same_ids_give_bit_identical_logits()
+    {
+        using var model = DecoderModel.Load(LlmGolden.ModelFolder("llama"));
+        int[] ids = [3, 1, 4, 1, 5, 9, 2, 6];
+        Assert.Equal(model.Forward(ids).ToArray(), model.Forward(ids).ToArray());
+    }
+
+    [Fact]
     public void Out_of_vocabulary_id_is_refused()
     {
         using var model = DecoderModel.Load(LlmGolden.ModelFolder("qwen2"));
