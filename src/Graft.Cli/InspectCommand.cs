@@ -24,18 +24,18 @@ public static class InspectCommand
 
     public static int Run(string folder, TextWriter output)
     {
-        using var model = DecoderModel.Load(folder);
-        var c = model.Config;
+        var summary = DecoderModel.Inspect(folder);
+        var c = summary.Config;
         output.WriteLine($"architecture: {c.Architecture} ({c.Family})");
         output.WriteLine($"layers: {c.NumLayers}, hidden: {c.HiddenSize}, intermediate: {c.IntermediateSize}, vocab: {c.VocabSize}");
         output.WriteLine($"heads: {c.NumHeads} query, {c.NumKeyValueHeads} key/value, head size {c.HeadDim}");
         output.WriteLine($"rope: theta {c.RopeTheta}, scaling {c.RopeScaling.Kind}{(c.RopeScaling.Kind == RopeScalingKind.None ? "" : $" (factor {c.RopeScaling.Factor})")}, max positions {c.MaxPositionEmbeddings}");
         output.WriteLine($"tied embeddings: {(c.TieWordEmbeddings ? "yes" : "no")}, qkv bias: {(c.QkvBias ? "yes" : "no")}");
-        output.WriteLine($"parameters: {model.ParameterCount:N0}");
-        foreach (var (dtype, count) in model.ParametersByDType.OrderBy(p => p.Key))
+        output.WriteLine($"parameters: {summary.ParameterCount:N0}");
+        foreach (var (dtype, count) in summary.ParametersByDType.OrderBy(p => p.Key))
             output.WriteLine($"  {dtype.SafeTensorsName()}: {count:N0}");
-        long kvPerToken = 2L * c.NumLayers * c.NumKeyValueHeads * c.HeadDim * sizeof(float);
-        output.WriteLine($"memory: weights {Bytes(model.WeightBytes)}, KV cache {Bytes(kvPerToken)} per token ({Bytes(kvPerToken * c.MaxPositionEmbeddings)} at {c.MaxPositionEmbeddings} positions)");
+        long kvPerToken = summary.KvCacheBytesPerToken;
+        output.WriteLine($"memory: weights {Bytes(summary.WeightBytes)}, KV cache {Bytes(kvPerToken)} per token ({Bytes(kvPerToken * c.MaxPositionEmbeddings)} at {c.MaxPositionEmbeddings} positions)");
         return 0;
     }
 

@@ -126,6 +126,23 @@ public sealed class DecoderModel : IDisposable
             ? new RotaryEmbedding(RopeFrequencies.Compute(Config, length))
             : _rope;
 
+    /// <summary>
+    /// What a checkpoint folder holds, validated as <see cref="Load"/> does but from the headers alone:
+    /// no weight is read, so it is quick on any size.
+    /// </summary>
+    public static CheckpointSummary Inspect(string folder)
+    {
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"model folder '{folder}' does not exist");
+        var config = LlmConfig.Load(Path.Combine(folder, "config.json"));
+        using var checkpoint = SafeTensorsCheckpoint.Open(folder);
+        var tensors = DecoderWeights.Check(config, checkpoint);
+        return new CheckpointSummary(
+            config,
+            tensors.Sum(t => t.ElementCount),
+            tensors.Sum(t => t.ByteLength),
+            tensors.GroupBy(t => t.DType).ToDictionary(g => g.Key, g => g.Sum(t => t.ElementCount)));
+    }
+
     /// <summary>Number of parameters (a tied head counted once).</summary>
     public long ParameterCount => Weights.All().Sum(t => (long)t.Length);
 
@@ -137,4 +154,11 @@ public sealed class DecoderModel : IDisposable
         Weights.All().GroupBy(t => t.DType).ToDictionary(g => g.Key, g => g.Sum(t => (long)t.Length));
 
     public void Dispose() => _checkpoint.Dispose();
+}
+
+/// <summary>A checkpoint's config and its weights as stored: parameters (a tied head once), bytes, and parameters per type.</summary>
+public sealed record CheckpointSummary(LlmConfig Config, long ParameterCount, long WeightBytes, IReadOnlyDictionary<DType, long> ParametersByDType)
+{
+    /// <summary>KV cache bytes per token (float32 keys and values of every layer).</summary>
+    public long KvCacheBytesPerToken => 2L * Config.NumLayers * Config.NumKeyValueHeads * Config.HeadDim * sizeof(float);
 }

@@ -64,9 +64,16 @@ public sealed class DecoderWeights
     /// <summary>Validates the checkpoint's tensors against <paramref name="config"/>, then maps them.</summary>
     internal static DecoderWeights Load(LlmConfig config, ISafeTensorsReader checkpoint)
     {
+        Check(config, checkpoint);
+        return config.Family == LlmFamily.InternLM2 ? MapInternLM2(config, checkpoint) : MapLlama(config, checkpoint);
+    }
+
+    /// <summary>Validates the checkpoint's headers against the config, reading no data; returns the tensors used.</summary>
+    internal static List<SafeTensorInfo> Check(LlmConfig config, ISafeTensorsReader checkpoint)
+    {
         var expected = ExpectedShapes(config);
         Validate(config, checkpoint, expected);
-        return config.Family == LlmFamily.InternLM2 ? MapInternLM2(config, checkpoint) : MapLlama(config, checkpoint);
+        return expected.Keys.Select(checkpoint.Info).ToList();
     }
 
     /// <summary>Every tensor name the family's checkpoint must hold, with its shape.</summary>

@@ -20,6 +20,20 @@ public class LlmLoadingTests
         Assert.True(model.Weights.Layers[2].Up.IsReadOnly, "weights should point into the memory-mapped file, not a copy");
     }
 
+    [Theory]
+    [InlineData("qwen2")]
+    [InlineData("llama")]
+    [InlineData("internlm2")]
+    public void Header_summary_agrees_with_the_loaded_weights(string family)
+    {
+        var summary = DecoderModel.Inspect(LlmGolden.ModelFolder(family));
+        using var model = DecoderModel.Load(LlmGolden.ModelFolder(family));
+        Assert.Equal(model.ParameterCount, summary.ParameterCount);
+        Assert.Equal(model.WeightBytes, summary.WeightBytes);
+        Assert.Equal(model.ParametersByDType, summary.ParametersByDType);
+        Assert.Equal(model.Config.Architecture, summary.Config.Architecture);
+    }
+
     [Fact]
     public void Sharded_llama_loads_tensors_from_both_shards()
     {
@@ -110,6 +124,7 @@ public class LlmLoadingTests
         var e = Assert.Throws<LlmConfigException>(() => DecoderModel.Load(scratch.Folder));
         Assert.Equal("model.norm.weight", e.Tensor);
         Assert.EndsWith(shard, e.File);
+        Assert.Equal(e.Message, Assert.Throws<LlmConfigException>(() => DecoderModel.Inspect(scratch.Folder)).Message);
         Assert.Contains("[63]", e.Message);
         Assert.Contains("[64]", e.Message);
     }
