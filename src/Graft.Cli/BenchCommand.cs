@@ -190,8 +190,7 @@ internal static class GemmBench
         float* data = (float*)NativeMemory.AlignedAlloc((nuint)BandwidthBytes, 64);
         try
         {
-            new Span<float>(data, (int)Math.Min(count, int.MaxValue / 2)).Fill(1f);
-            new Span<float>(data + int.MaxValue / 2, (int)(count - int.MaxValue / 2)).Fill(1f);
+            new Span<float>(data, (int)count).Fill(1f);
             int threads = Environment.ProcessorCount;
             nint address = (nint)data;
             var partial = new float[threads];

@@ -132,7 +132,7 @@ public static unsafe partial class Gemm
     /// <summary>packed[q][p, 0:nr] = op(B)[pc + p, jc + q·nr : +nr], zero-padded past the last column.</summary>
     static void PackB(PanelSource b, int pc, int kc, int jc, int nc, int nr, float* packed)
     {
-        float* column = stackalloc float[KC];
+        float* rows = stackalloc float[8 * KC];
         for (int q = 0; q * nr < nc; q++)
         {
             int cols = Math.Min(nr, nc - q * nr);
@@ -149,15 +149,30 @@ public static unsafe partial class Gemm
             }
             else
             {
-                // Stored rows are columns of op(B): read each contiguously, scatter it down the panel.
-                for (int jj = 0; jj < cols; jj++)
+                // Stored rows are columns of op(B): transpose them into the panel, 8 x 8 at a time.
+                int jj = 0;
+                if (Avx.IsSupported)
+                {
+                    for (; jj + 8 <= cols; jj += 8)
+                    {
+                        float* source = b.Type == DType.F32 ? (float*)b.Address(j + jj, pc) : rows;
+                        long ld = b.Type == DType.F32 ? b.Ld : KC;
+                        if (b.Type != DType.F32)
+                            for (int s = 0; s < 8; s++) b.ReadContiguous(b.Address(j + jj + s, pc), kc, rows + s * KC);
+                        int p = 0;
+                        for (; p + 8 <= kc; p += 8) Transpose8x8(source + p, ld, panel + p * nr + jj, nr);
+                        for (; p < kc; p++)
+                            for (int s = 0; s < 8; s++) panel[p * nr + jj + s] = source[s * ld + p];
+                    }
+                }
+                for (; jj < cols; jj++)
                 {
                     float* source;
                     if (b.Type == DType.F32) source = (float*)b.Address(j + jj, pc);
-                    else { b.ReadContiguous(b.Address(j + jj, pc), kc, column); source = column; }
+                    else { b.ReadContiguous(b.Address(j + jj, pc), kc, rows); source = rows; }
                     for (int p = 0; p < kc; p++) panel[p * nr + jj] = source[p];
                 }
-                for (int jj = cols; jj < nr; jj++)
+                for (jj = cols; jj < nr; jj++)
                     for (int p = 0; p < kc; p++) panel[p * nr + jj] = 0f;
             }
         }
@@ -177,17 +192,49 @@ public static unsafe partial class Gemm
         }
         else
         {
+            int p0 = 0;
+            if (rows == 8 && mr == 8 && Avx.IsSupported)
+                for (float* source = a + (long)ic * lda + pc; p0 + 8 <= kc; p0 += 8) Transpose8x8(source + p0, lda, packed + p0 * 8, 8);
             for (int r = 0; r < mr; r++)
             {
                 if (r < rows)
                 {
                     float* source = a + (long)(ic + r) * lda + pc;
-                    for (int p = 0; p < kc; p++) packed[p * mr + r] = source[p];
+                    for (int p = p0; p < kc; p++) packed[p * mr + r] = source[p];
                 }
                 else
                     for (int p = 0; p < kc; p++) packed[p * mr + r] = 0f;
             }
         }
+    }
+
+    /// <summary>target[t·targetStride + s] = source[s·sourceStride + t] for s, t &lt; 8: unpack, shuffle, swap lanes.</summary>
+    static void Transpose8x8(float* source, long sourceStride, float* target, long targetStride)
+    {
+        var r0 = Avx.LoadVector256(source);
+        var r1 = Avx.LoadVector256(source + sourceStride);
+        var r2 = Avx.LoadVector256(source + 2 * sourceStride);
+        var r3 = Avx.LoadVector256(source + 3 * sourceStride);
+        var r4 = Avx.LoadVector256(source + 4 * sourceStride);
+        var r5 = Avx.LoadVector256(source + 5 * sourceStride);
+        var r6 = Avx.LoadVector256(source + 6 * sourceStride);
+        var r7 = Avx.LoadVector256(source + 7 * sourceStride);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(target, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(target + targetStride, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(target + 2 * targetStride, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(target + 3 * targetStride, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(target + 4 * targetStride, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(target + 5 * targetStride, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(target + 6 * targetStride, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(target + 7 * targetStride, Avx.Permute2x128(u3, u7, 0x31));
     }
 
     /// <summary>
