@@ -17,6 +17,8 @@ public static unsafe partial class Gemm
     const int KC = 256;
     /// <summary>Column block: a packed B block of 256 x 480 floats is 480 KiB, inside the 1-2 MiB L2; a multiple of both NRs.</summary>
     const int NC = 480;
+    /// <summary>Rows of op(A) packed together (a multiple of both MRs): 120 x 256 floats sit in L2 beside the B block, and a transposed A is read 480 bytes at a time.</summary>
+    const int MC = 120;
     const int WideMR = 8, WideNR = 48;
     const int NarrowMR = 6, NarrowNR = 16;
     /// <summary>Below this many multiply-adds, waking a second thread costs more than it saves.</summary>
@@ -32,7 +34,7 @@ public static unsafe partial class Gemm
 
     static float* PackedABuffer()
     {
-        if (threadPackedA == null) threadPackedA = (float*)NativeMemory.AlignedAlloc(KC * WideMR * sizeof(float), 64);
+        if (threadPackedA == null) threadPackedA = (float*)NativeMemory.AlignedAlloc(KC * MC * sizeof(float), 64);
         return threadPackedA;
     }
 
@@ -91,21 +93,26 @@ public static unsafe partial class Gemm
             {
                 int nc = Math.Min(NC, j1 - jc);
                 PackB(b, pc, kc, jc, nc, nr, packedB);
-                for (int ic = i0; ic < i1; ic += mr)
+                for (int ic = i0; ic < i1; ic += MC)
                 {
-                    int rows = Math.Min(mr, i1 - ic);
-                    PackA(a, lda, transA, ic, rows, pc, kc, mr, packedA);
-                    for (int jr = 0; jr < nc; jr += nr)
+                    int blockRows = Math.Min(MC, i1 - ic);
+                    PackA(a, lda, transA, ic, blockRows, pc, kc, mr, packedA);
+                    for (int ir = 0; ir < blockRows; ir += mr)
                     {
-                        int cols = Math.Min(nr, nc - jr);
-                        float* cTile = c + (long)ic * ldc + jc + jr;
-                        float* bPanel = packedB + (long)jr * kc;
-                        if (rows == mr && cols == nr)
-                            MicroKernel(wide, packedA, bPanel, kc, cTile, ldc, blockBeta);
-                        else
+                        int rows = Math.Min(mr, blockRows - ir);
+                        float* aStrip = packedA + (long)ir * kc;
+                        for (int jr = 0; jr < nc; jr += nr)
                         {
-                            MicroKernel(wide, packedA, bPanel, kc, edgeTile, nr, 0f);
-                            MergeEdge(edgeTile, nr, rows, cols, cTile, ldc, blockBeta);
+                            int cols = Math.Min(nr, nc - jr);
+                            float* cTile = c + (long)(ic + ir) * ldc + jc + jr;
+                            float* bPanel = packedB + (long)jr * kc;
+                            if (rows == mr && cols == nr)
+                                MicroKernel(wide, aStrip, bPanel, kc, cTile, ldc, blockBeta);
+                            else
+                            {
+                                MicroKernel(wide, aStrip, bPanel, kc, edgeTile, nr, 0f);
+                                MergeEdge(edgeTile, nr, rows, cols, cTile, ldc, blockBeta);
+                            }
                         }
                     }
                 }
@@ -178,32 +185,44 @@ public static unsafe partial class Gemm
         }
     }
 
-    /// <summary>packed[p, 0:mr] = op(A)[ic : ic + rows, pc + p], zero-padded past the last row.</summary>
-    static void PackA(float* a, int lda, bool transA, int ic, int rows, int pc, int kc, int mr, float* packed)
+    /// <summary>
+    /// Packs op(A)[ic : ic + blockRows, pc : pc + kc] as consecutive strips of mr rows: strip[p, 0:mr], zero-padded past the last row.
+    /// </summary>
+    static void PackA(float* a, int lda, bool transA, int ic, int blockRows, int pc, int kc, int mr, float* packed)
     {
+        int strips = (blockRows + mr - 1) / mr;
         if (transA)
         {
+            // Stored rows run along m: read each once, contiguously, and deal it out to the strips.
             for (int p = 0; p < kc; p++)
             {
-                float* source = a + (long)(pc + p) * lda + ic, target = packed + p * mr;
-                for (int r = 0; r < rows; r++) target[r] = source[r];
-                for (int r = rows; r < mr; r++) target[r] = 0f;
+                float* source = a + (long)(pc + p) * lda + ic;
+                for (int s = 0; s < strips; s++)
+                {
+                    int rows = Math.Min(mr, blockRows - s * mr);
+                    float* target = packed + ((long)s * kc + p) * mr;
+                    for (int r = 0; r < rows; r++) target[r] = source[s * mr + r];
+                    for (int r = rows; r < mr; r++) target[r] = 0f;
+                }
             }
+            return;
         }
-        else
+        for (int s = 0; s < strips; s++)
         {
+            int rows = Math.Min(mr, blockRows - s * mr);
+            float* strip = packed + (long)s * kc * mr;
             int p0 = 0;
             if (rows == 8 && mr == 8 && Avx.IsSupported)
-                for (float* source = a + (long)ic * lda + pc; p0 + 8 <= kc; p0 += 8) Transpose8x8(source + p0, lda, packed + p0 * 8, 8);
+                for (float* source = a + (long)(ic + s * mr) * lda + pc; p0 + 8 <= kc; p0 += 8) Transpose8x8(source + p0, lda, strip + p0 * 8, 8);
             for (int r = 0; r < mr; r++)
             {
                 if (r < rows)
                 {
-                    float* source = a + (long)(ic + r) * lda + pc;
-                    for (int p = p0; p < kc; p++) packed[p * mr + r] = source[p];
+                    float* source = a + (long)(ic + s * mr + r) * lda + pc;
+                    for (int p = p0; p < kc; p++) strip[p * mr + r] = source[p];
                 }
                 else
-                    for (int p = 0; p < kc; p++) packed[p * mr + r] = 0f;
+                    for (int p = 0; p < kc; p++) strip[p * mr + r] = 0f;
             }
         }
     }
