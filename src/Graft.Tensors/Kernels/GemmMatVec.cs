@@ -106,8 +106,23 @@ public static unsafe partial class Gemm
     /// <summary>As <see cref="Dot4F32"/> with BF16 rows, widened in registers: zero-extend to 32 bits, shift left 16.</summary>
     static (float, float, float, float) Dot4Bf16(float* x, int k, ushort* r0, ushort* r1, ushort* r2, ushort* r3)
     {
+        // 32 elements (one cache line) per row per pass, in two chains per row so the FMAs overlap.
         Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
+        Vector512<float> t0 = default, t1 = default, t2 = default, t3 = default;
         int p = 0;
+        for (; p + 32 <= k; p += 32)
+        {
+            var xv = Avx512F.LoadVector512(x + p);
+            var xw = Avx512F.LoadVector512(x + p + 16);
+            s0 = Avx512F.FusedMultiplyAdd(WidenBf16(r0 + p), xv, s0);
+            s1 = Avx512F.FusedMultiplyAdd(WidenBf16(r1 + p), xv, s1);
+            s2 = Avx512F.FusedMultiplyAdd(WidenBf16(r2 + p), xv, s2);
+            s3 = Avx512F.FusedMultiplyAdd(WidenBf16(r3 + p), xv, s3);
+            t0 = Avx512F.FusedMultiplyAdd(WidenBf16(r0 + p + 16), xw, t0);
+            t1 = Avx512F.FusedMultiplyAdd(WidenBf16(r1 + p + 16), xw, t1);
+            t2 = Avx512F.FusedMultiplyAdd(WidenBf16(r2 + p + 16), xw, t2);
+            t3 = Avx512F.FusedMultiplyAdd(WidenBf16(r3 + p + 16), xw, t3);
+        }
         for (; p + 16 <= k; p += 16)
         {
             var xv = Avx512F.LoadVector512(x + p);
@@ -116,7 +131,7 @@ public static unsafe partial class Gemm
             s2 = Avx512F.FusedMultiplyAdd(WidenBf16(r2 + p), xv, s2);
             s3 = Avx512F.FusedMultiplyAdd(WidenBf16(r3 + p), xv, s3);
         }
-        float d0 = Sum(s0), d1 = Sum(s1), d2 = Sum(s2), d3 = Sum(s3);
+        float d0 = Sum(s0 + t0), d1 = Sum(s1 + t1), d2 = Sum(s2 + t2), d3 = Sum(s3 + t3);
         for (; p < k; p++)
         {
             d0 += x[p] * HalfConvert.Bf16ToFloat(r0[p]); d1 += x[p] * HalfConvert.Bf16ToFloat(r1[p]);

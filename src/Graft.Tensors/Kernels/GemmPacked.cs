@@ -267,6 +267,10 @@ public static unsafe partial class Gemm
         Vector512<float> c60 = default, c61 = default, c62 = default, c70 = default, c71 = default, c72 = default;
         for (int p = 0; p < kc; p++)
         {
+            // The B panel streams from L2 faster than the hardware prefetcher alone brings it to L1.
+            Sse.Prefetch0(b + 8 * WideNR);
+            Sse.Prefetch0(b + 8 * WideNR + 16);
+            Sse.Prefetch0(b + 8 * WideNR + 32);
             var b0 = Avx512F.LoadAlignedVector512(b);
             var b1 = Avx512F.LoadAlignedVector512(b + 16);
             var b2 = Avx512F.LoadAlignedVector512(b + 32);
