@@ -6,7 +6,7 @@ Reads one JSON object on stdin:
    "bandwidth_bytes": int, "seconds_per_shape": float}
 Writes one JSON object on stdout:
   {"numpy": version, "blas": {"kind": ..., "libraries": [...]}, "bandwidth_gbps": float,
-   "results": [{"name": str, "seconds": median seconds}, ...]}
+   "results": [{"name": str, "seconds": median seconds, "best_seconds": fastest}, ...]}
 
 The BLAS is read from /proc/self/maps after a product has run: numpy.show_config reports what numpy was
 built against, not what the dynamic loader picked through Debian's alternatives at run time.
@@ -43,10 +43,6 @@ def loaded_blas():
     else:
         kind = "unknown"
     return {"kind": kind, "libraries": sorted(paths)}
-
-
-def median_seconds(run, budget):
-    return statistics.median(repeat_seconds(run, budget))
 
 
 def repeat_seconds(run, budget):
@@ -95,8 +91,8 @@ def main():
     for shape in request["shapes"]:
         a, b = operands(shape, rng)
         out = np.empty((shape["m"], shape["n"]), dtype=np.float32)
-        seconds = median_seconds(lambda: np.matmul(a, b, out=out), budget)
-        results.append({"name": shape["name"], "seconds": seconds})
+        times = repeat_seconds(lambda: np.matmul(a, b, out=out), budget)
+        results.append({"name": shape["name"], "seconds": statistics.median(times), "best_seconds": min(times)})
         del a, b, out
     bandwidth = read_bandwidth(int(request["bandwidth_bytes"]), budget) if request.get("bandwidth_bytes") else None
     json.dump({"numpy": np.__version__, "blas": loaded_blas(), "threads": os.cpu_count(),
