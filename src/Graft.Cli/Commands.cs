@@ -8,6 +8,7 @@ internal static class Commands
     public static IEnumerable<Command> All() =>
     [
         DemoCommand.Create(),
+        BenchCommand.Create(),
         InspectCommand.Create(),
         LogitsCommand.Create(),
     ];
