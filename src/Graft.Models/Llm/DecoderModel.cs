@@ -50,12 +50,13 @@ public sealed class DecoderModel : IDisposable
 
     /// <summary>
     /// Logits [T, V] for every position of <paramref name="ids"/>, placed after the tokens the cache holds
-    /// (or at 0..T-1 without a cache). Inference: nothing is recorded.
+    /// (or at 0..T-1 without a cache); [1, V] for the last position only when asked, which spares the head's
+    /// product for the others (what decoding needs). Inference: nothing is recorded.
     /// </summary>
-    public Tensor Forward(ReadOnlySpan<int> ids, KvCache? cache = null)
+    public Tensor Forward(ReadOnlySpan<int> ids, KvCache? cache = null, bool lastPositionOnly = false)
     {
         using var _ = Autograd.NoGrad();
-        return ForwardEmbeddings(Embed(ids), cache);
+        return ForwardEmbeddings(Embed(ids), cache, lastPositionOnly);
     }
 
     /// <summary>Token embeddings [T, C] (the input where plug-ins place their own embeddings).</summary>
@@ -66,11 +67,11 @@ public sealed class DecoderModel : IDisposable
     }
 
     /// <summary>
-    /// Logits [T, V] from input embeddings [T, C]. Recorded for autograd when the embeddings require a
+    /// Logits [T, V] (or [1, V], see <see cref="Forward"/>) from input embeddings [T, C]. Recorded for autograd when the embeddings require a
     /// gradient, so gradients flow through the frozen decoder to whatever produced them (the base weights
     /// never get one). A cache copies keys and values out of the graph, so it cannot be used while recording.
     /// </summary>
-    public Tensor ForwardEmbeddings(Tensor embeddings, KvCache? cache = null)
+    public Tensor ForwardEmbeddings(Tensor embeddings, KvCache? cache = null, bool lastPositionOnly = false)
     {
         var c = Config;
         if (embeddings.Rank != 2 || embeddings.Shape[1] != c.HiddenSize)
@@ -95,6 +96,7 @@ public sealed class DecoderModel : IDisposable
             h = Ops.Add(h, FeedForward(layer, Ops.RmsNorm(h, layer.FfnNorm, c.RmsNormEps)));
         }
         cache?.Advance(t);
+        if (lastPositionOnly && t > 1) h = Ops.Slice(h, 0, t - 1, 1);
         return Ops.Linear(Ops.RmsNorm(h, Weights.FinalNorm, c.RmsNormEps), Weights.Head);
     }
 

@@ -24,11 +24,10 @@ public static class Generation
         if (maxNewTokens == 0) yield break;
         var cache = new KvCache(model.Config, prompt.Length + maxNewTokens - 1);
         var context = new List<int>(prompt);
-        var logits = model.Forward(prompt, cache);
+        var logits = model.Forward(prompt, cache, lastPositionOnly: true);
         for (int produced = 1; ; produced++)
         {
-            int vocab = logits.Dim(-1);
-            int next = sampler.Next(logits.Span.Slice(logits.Length - vocab, vocab), context);
+            int next = sampler.Next(logits.Span, context);
             yield return next;
             if (produced == maxNewTokens || stop.Contains(next)) yield break;
             context.Add(next);

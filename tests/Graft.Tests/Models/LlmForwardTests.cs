@@ -97,6 +97,17 @@ public class LlmForwardTests
     }
 
     [Fact]
+    public void Last_position_only_is_the_last_row_of_the_full_logits()
+    {
+        using var model = DecoderModel.Load(LlmGolden.ModelFolder("qwen2"));
+        using var golden = LlmGolden.Values("qwen2");
+        var ids = LlmGolden.Ids(golden, "ids.2");
+        var last = model.Forward(ids, lastPositionOnly: true);
+        Assert.Equal([1, model.Config.VocabSize], last.Shape);
+        TensorAssert.Close(LastRow(LlmGolden.Floats(golden, "logits.2")), last.ToArray(), rtol: 1e-4f, atol: 2e-5f, what: "last row");
+    }
+
+    [Fact]
     public void Cache_refuses_tokens_beyond_its_length()
     {
         using var model = DecoderModel.Load(LlmGolden.ModelFolder("qwen2"));
