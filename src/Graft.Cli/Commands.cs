@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Graft.Models.Generation;
 
 namespace Graft.Cli;
 
@@ -7,6 +8,12 @@ internal static class Commands
 {
     public static IEnumerable<Command> All() =>
     [
+        DemoCommand.Create(),
+        BenchCommand.Create(),
+        InspectCommand.Create(),
+        LogitsCommand.Create(),
         TokenizeCommand.Create(),
+        GenerateCommand.Create(DecoderSequenceModel.Load),
+        ChatCommand.Create(DecoderSequenceModel.Load),
     ];
 }
