@@ -61,8 +61,11 @@ public sealed class TextGenerator
         if (promptIds.Count >= _model.MaxSequenceLength)
             throw new ArgumentException($"the prompt has {promptIds.Count} tokens; the model holds at most {_model.MaxSequenceLength}, leaving no room for a completion", nameof(promptIds));
 
-        var sampler = new Sampler(options, _model.VocabSize);
         var prompt = promptIds.ToArray();
+        for (int i = 0; i < prompt.Length; i++)
+            if ((uint)prompt[i] >= (uint)_model.VocabSize)
+                throw new ArgumentException($"prompt token {i} has id {prompt[i]}, outside the model's vocabulary of {_model.VocabSize}; is the tokenizer the model's?", nameof(promptIds));
+        var sampler = new Sampler(options, _model.VocabSize);
         sampler.Observe(prompt);
         var stopIds = new HashSet<int>(EosTokenIds);
         stopIds.UnionWith(options.StopTokenIds);

@@ -137,6 +137,8 @@ public sealed class GenerationTextGeneratorTests
 
         Assert.Throws<ArgumentException>(() => new TextGenerator(Qwen, new ScriptedModel(text, Qwen.VocabSize, 3)).Generate(Prompt, Greedy()));
         Assert.Throws<ArgumentException>(() => generator.Generate([], Greedy()));
+        var outside = Assert.Throws<ArgumentException>(() => generator.Generate([1, Qwen.VocabSize], Greedy()));
+        Assert.Contains($"prompt token 1 has id {Qwen.VocabSize}", outside.Message);
     }
 
     [Fact]
