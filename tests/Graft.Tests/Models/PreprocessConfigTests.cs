@@ -137,6 +137,7 @@ public class PreprocessConfigTests
         Assert.Throws<ArgumentException>(() => ImageResizer.Resize(image, 0, 3, ResampleFilter.Bicubic));
         Assert.Throws<ArgumentException>(() => ImageResizer.Resize(image, 3, -1, ResampleFilter.Nearest));
         Assert.Throws<ArgumentException>(() => ImageResizer.Resize(image, 3, 3, (ResampleFilter)9));
+        Assert.Throws<ArgumentException>(() => ImageResizer.Resize(image, 60000, 60000, ResampleFilter.Bilinear));
         Assert.Throws<ArgumentException>(() => ImageGeometry.CenterCrop(image, 0, 2));
         Assert.Throws<ArgumentException>(() => ImageGeometry.Crop(image, 3, 0, 3, 2));
         Assert.Throws<ArgumentException>(() => ImageProcessorConfig.InternVL(0));

@@ -30,6 +30,8 @@ public static class ImageResizer
         ArgumentNullException.ThrowIfNull(image);
         if (width <= 0 || height <= 0)
             throw new ArgumentException($"resize target must be positive, got {width}x{height}");
+        if ((long)width * height * 3 > Array.MaxLength)
+            throw new ArgumentException($"resize target {width}x{height} is too large for one pixel buffer");
         if (!Enum.IsDefined(filter))
             throw new ArgumentException($"unknown resample filter {(int)filter}", nameof(filter));
         if (width == image.Width && height == image.Height)
