@@ -9,5 +9,6 @@ internal static class Commands
     [
         DemoCommand.Create(),
         BenchCommand.Create(),
+        DataCommand.Create(),
     ];
 }

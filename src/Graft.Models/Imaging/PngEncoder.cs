@@ -89,7 +89,8 @@ public static class PngEncoder
             };
             byte residual = (byte)(row[i] - predictor);
             output[i] = residual;
-            cost += Math.Abs((sbyte)residual);
+            int signed = (sbyte)residual;
+            cost += signed < 0 ? -signed : signed;
         }
         return cost;
     }
