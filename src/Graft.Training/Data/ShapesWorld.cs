@@ -196,7 +196,8 @@ public static class ShapesWorld
     /// short free answers) and llava.jsonl (the same records), scienceqa/ (one multiple-choice problem per
     /// scene: most with the image, some with the scene told in the hint instead, some general questions
     /// with no context, so all of IMG, TXT and NO occur) and scenes.json (each scene and its questions,
-    /// so answers can be checked against the scene).
+    /// so answers can be checked against the scene). Everything but the PNGs' compressed streams is fixed
+    /// by the seed alone; those come from the runtime's zlib, identical for a given runtime.
     /// </summary>
     public static void Write(DataOutput output, int count, ulong seed, ShapesWorldOptions options)
     {

@@ -158,6 +158,27 @@ public class ScienceQaReaderTests
     }
 
     [Fact]
+    public void MissingImageFile_IsNamedWhenItsSplitIsRead()
+    {
+        string copy = Directory.CreateTempSubdirectory("graft-sqa-").FullName;
+        try
+        {
+            foreach (var file in (string[])["problems.json", "pid_splits.json"])
+                System.IO.File.Copy(Path.Combine(Folder("good"), file), Path.Combine(copy, file));
+            var data = ScienceQaDataset.Load(copy);
+            var e = Assert.Throws<DataFormatException>(() => data.Split("test"));
+            Assert.Equal("qid 101", e.Location);
+            Assert.Contains("image file missing", e.Problem);
+            var missingSplit = Assert.Throws<DataFormatException>(() => data.Split("minitrain"));
+            Assert.Contains("no split \"minitrain\"", missingSplit.Problem);
+        }
+        finally
+        {
+            Directory.Delete(copy, recursive: true);
+        }
+    }
+
+    [Fact]
     public void AnswerOutOfRange_NamesTheQid()
     {
         var e = Assert.Throws<DataFormatException>(() => ScienceQaDataset.Load(Folder("bad_answer")));
