@@ -12,6 +12,7 @@ internal static class Commands
         BenchCommand.Create(),
         InspectCommand.Create(),
         LogitsCommand.Create(),
+        DataCommand.Create(),
         TokenizeCommand.Create(),
         GenerateCommand.Create(DecoderSequenceModel.Load),
         ChatCommand.Create(DecoderSequenceModel.Load),
