@@ -1,7 +1,6 @@
 using Graft.Models.Generation;
 using Graft.Models.Llm;
 using Graft.Models.Tokenization;
-using SamplingOptions = Graft.Models.Generation.SamplingOptions;
 
 namespace Graft.Tests.Models;
 
