@@ -40,8 +40,9 @@ public sealed record SiglipPoolingHead(Tensor Probe, LinearWeights Query, Linear
 /// <summary>
 /// SigLIP's vision tower (Hugging Face <c>SiglipVisionModel</c>, or the vision half of a <c>SiglipModel</c>).
 /// Embeddings: patch conv with bias, learned positions [P, W], no class token and no pre-norm; L pre-LN blocks
-/// with tanh GELU; <c>post_layernorm</c> over all tokens gives last_hidden_state; the attention-pooling head runs
-/// when its tensors are present (<c>vision_use_head</c>), else Pooled is null.
+/// with tanh GELU; <c>post_layernorm</c> over all tokens gives last_hidden_state. The attention-pooling head runs
+/// when <c>vision_use_head</c> is true (its tensors are then required), is skipped when it is false, and otherwise
+/// runs when its tensors are present; without it Pooled is null.
 /// </summary>
 public sealed class SiglipVisionModel : IVisionEncoder
 {
@@ -92,7 +93,8 @@ public sealed class SiglipVisionModel : IVisionEncoder
             var blocks = new VisionEncoderBlock[config.Layers];
             for (int i = 0; i < blocks.Length; i++) blocks[i] = VisionEncoderBlock.Load(weights, Prefix + "encoder.layers.", i, config);
             var post = new LayerNormWeights(weights.Vector(Prefix + "post_layernorm.weight", w), weights.Vector(Prefix + "post_layernorm.bias", w), config.LayerNormEps);
-            var head = weights.Has(Prefix + "head.probe") ? SiglipPoolingHead.Load(weights, Prefix + "head.", config) : null;
+            bool useHead = config.UseHead ?? weights.Has(Prefix + "head.probe");
+            var head = useHead ? SiglipPoolingHead.Load(weights, Prefix + "head.", config) : null;
             var model = new SiglipVisionModel(config, patch, positions, blocks, post, head, weights.Loaded.ToArray(), trainable ? null : reader);
             if (trainable) reader.Dispose();
             return model;

@@ -45,6 +45,9 @@ public sealed record VisionTowerConfig(
     public int Patches => GridSize * GridSize;
     public int HeadSize => Width / Heads;
 
+    /// <summary>SigLIP's <c>vision_use_head</c> when the config states it; null lets the checkpoint's tensors decide.</summary>
+    public bool? UseHead { get; init; }
+
     /// <summary>Which family a folder's config.json describes, from its <c>model_type</c>.</summary>
     public static VisionTowerKind DetectKind(string folder)
     {
@@ -105,7 +108,21 @@ public sealed record VisionTowerConfig(
             PositiveInt(path, vision, prefix, "num_channels", 3), width,
             PositiveInt(path, vision, prefix, "intermediate_size", 3072),
             PositiveInt(path, vision, prefix, "num_hidden_layers", 12),
-            heads, activation, eps);
+            heads, activation, eps)
+        {
+            UseHead = OptionalBool(path, vision, "vision_use_head", prefix + "vision_use_head"),
+        };
+    }
+
+    internal static bool? OptionalBool(string path, JsonElement obj, string key, string field)
+    {
+        if (!obj.TryGetProperty(key, out var value) || value.ValueKind == JsonValueKind.Null) return null;
+        return value.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new VisionModelException(path, field, $"must be true or false, got {value.GetRawText()}"),
+        };
     }
 
     internal static JsonDocument ParseFile(string path)

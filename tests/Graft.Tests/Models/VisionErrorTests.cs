@@ -137,13 +137,37 @@ public sealed class VisionErrorTests : IDisposable
         Assert.Throws<InvalidOperationException>(() => VisionFeatureSelector.Llava.Select(output));
     }
 
+    private string CopyModel(string name)
+    {
+        var folder = Path.Combine(_folder, name);
+        Directory.CreateDirectory(folder);
+        foreach (var file in Directory.GetFiles(VisionGoldenTests.ModelFolder(name)))
+            File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
+        return folder;
+    }
+
+    [Fact]
+    public void SiglipHeadFollowsVisionUseHead()
+    {
+        var withHead = CopyModel("siglip_head");
+        var path = Path.Combine(withHead, "config.json");
+        var config = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        config["vision_use_head"] = false;
+        File.WriteAllText(path, config.ToJsonString());
+        using (var model = SiglipVisionModel.Load(withHead)) Assert.Null(model.Head);
+
+        var withoutHead = CopyModel("siglip_bf16");
+        path = Path.Combine(withoutHead, "config.json");
+        config = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        config["vision_config"]!["vision_use_head"] = true;
+        File.WriteAllText(path, config.ToJsonString());
+        Assert.Equal("vision_model.head.probe", Assert.Throws<VisionModelException>(() => SiglipVisionModel.Load(withoutHead)).Where);
+    }
+
     [Fact]
     public void FrontEndConfigErrorsNameTheField()
     {
-        var folder = Path.Combine(_folder, "front");
-        Directory.CreateDirectory(folder);
-        foreach (var file in Directory.GetFiles(VisionGoldenTests.ModelFolder("mono_front")))
-            File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
+        var folder = CopyModel("mono_front");
         var path = Path.Combine(folder, "config.json");
         var config = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
         config["downsample_ratio"] = 0.25;
