@@ -9,5 +9,7 @@ internal static class Commands
     [
         DemoCommand.Create(),
         BenchCommand.Create(),
+        InspectCommand.Create(),
+        LogitsCommand.Create(),
     ];
 }

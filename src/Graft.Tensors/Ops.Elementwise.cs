@@ -7,13 +7,7 @@ public static partial class Ops
     /// <summary>y = a ⊙ b, with b of a's shape or a trailing part of it.</summary>
     public static Tensor Mul(Tensor a, Tensor b)
     {
-        int inner = TrailingBroadcast(a, b, "mul");
-        var y = Tensor.Zeros(a.Shape);
-        var ys = y.Span;
-        var av = a.Span;
-        var bv = b.Span;
-        for (int offset = 0; offset < ys.Length; offset += inner)
-            TensorPrimitives.Multiply(av.Slice(offset, inner), bv, ys.Slice(offset, inner));
+        var y = Broadcast(a, b, "mul", TensorPrimitives.Multiply, out int inner);
         return Autograd.Record(y, "mul", [a, b], gy =>
         {
             var g = gy.Span;
@@ -36,13 +30,7 @@ public static partial class Ops
     /// <summary>y = a − b, with b of a's shape or a trailing part of it.</summary>
     public static Tensor Sub(Tensor a, Tensor b)
     {
-        int inner = TrailingBroadcast(a, b, "sub");
-        var y = Tensor.Zeros(a.Shape);
-        var ys = y.Span;
-        var av = a.Span;
-        var bv = b.Span;
-        for (int offset = 0; offset < ys.Length; offset += inner)
-            TensorPrimitives.Subtract(av.Slice(offset, inner), bv, ys.Slice(offset, inner));
+        var y = Broadcast(a, b, "sub", TensorPrimitives.Subtract, out int inner);
         return Autograd.Record(y, "sub", [a, b], gy =>
         {
             Accumulate(a, gy.Span);

@@ -31,13 +31,7 @@ public static partial class Ops
     /// <summary>y = a + b, with b of a's shape or a trailing part of it (a bias).</summary>
     public static Tensor Add(Tensor a, Tensor b)
     {
-        int inner = TrailingBroadcast(a, b, "add");
-        var y = Tensor.Zeros(a.Shape);
-        var ys = y.Span;
-        var av = a.Span;
-        var bv = b.Span;
-        for (int offset = 0; offset < ys.Length; offset += inner)
-            TensorPrimitives.Add(av.Slice(offset, inner), bv, ys.Slice(offset, inner));
+        var y = Broadcast(a, b, "add", TensorPrimitives.Add, out int inner);
         return Autograd.Record(y, "add", [a, b], gy =>
         {
             Accumulate(a, gy.Span);
@@ -121,6 +115,22 @@ public static partial class Ops
             Gemm.Multiply(false, transposeWeight, m, n, inner, x, inner, weight.Span, cols, output, n);
         else
             Gemm.MultiplyHalf(weight.DType, transposeWeight, m, n, inner, x, inner, weight.HalfBits, cols, output, n);
+    }
+
+    /// <summary>An element-wise kernel over equal-length spans: destination = f(x, y).</summary>
+    internal delegate void SpanBinary(ReadOnlySpan<float> x, ReadOnlySpan<float> y, Span<float> destination);
+
+    /// <summary>Applies <paramref name="kernel"/> to a and b repeated over a's leading dimensions; returns the block length.</summary>
+    internal static Tensor Broadcast(Tensor a, Tensor b, string op, SpanBinary kernel, out int inner)
+    {
+        inner = TrailingBroadcast(a, b, op);
+        var y = Tensor.Zeros(a.Shape);
+        var ys = y.Span;
+        var av = a.Span;
+        var bv = b.Span;
+        for (int offset = 0; offset < ys.Length; offset += inner)
+            kernel(av.Slice(offset, inner), bv, ys.Slice(offset, inner));
+        return y;
     }
 
     /// <summary>Checks that b's shape is a suffix of a's; returns the length of one repeated block.</summary>

@@ -1,0 +1,43 @@
+using System.CommandLine;
+using System.Globalization;
+using Graft.Models.Llm;
+using Graft.Tensors.SafeTensors;
+
+namespace Graft.Cli;
+
+/// <summary>`graft logits --model DIR --ids 1,2,3 --out FILE.safetensors`: the full-forward logits of a token sequence.</summary>
+public static class LogitsCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "A Hugging Face model folder", Required = true };
+        var ids = new Option<string>("--ids") { Description = "Token ids, comma-separated (e.g. 1,2,3)", Required = true };
+        var output = new Option<string>("--out") { Description = "The safetensors file to write: one F32 tensor 'logits' [T, vocab]", Required = true };
+        var command = new Command("logits", "Run a checkpoint on token ids (full forward, no cache) and write the logits of every position");
+        command.Options.Add(model);
+        command.Options.Add(ids);
+        command.Options.Add(output);
+        command.SetAction(parseResult => InspectCommand.Guarded(parseResult.InvocationConfiguration.Error, () =>
+            Run(parseResult.GetValue(model)!, ParseIds(parseResult.GetValue(ids)!), parseResult.GetValue(output)!, parseResult.InvocationConfiguration.Output)));
+        return command;
+    }
+
+    public static int Run(string folder, int[] ids, string outputPath, TextWriter output)
+    {
+        using var model = DecoderModel.Load(folder);
+        var logits = model.Forward(ids);
+        SafeTensorsWriter.Write(outputPath, [KeyValuePair.Create("logits", logits)]);
+        output.WriteLine($"wrote logits {logits.ShapeString} to {outputPath}");
+        return 0;
+    }
+
+    public static int[] ParseIds(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
+        var ids = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out ids[i]))
+                throw new ArgumentException($"--ids: '{parts[i]}' (item {i + 1}) is not a non-negative token id");
+        return ids;
+    }
+}

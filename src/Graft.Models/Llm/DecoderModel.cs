@@ -1,0 +1,166 @@
+using Graft.Tensors;
+using Graft.Tensors.SafeTensors;
+
+namespace Graft.Models.Llm;
+
+/// <summary>
+/// A frozen Llama-family decoder (Llama, Qwen2, InternLM2) loaded from a Hugging Face folder. The families
+/// differ only in configuration and weight names, which <see cref="LlmConfig"/> and <see cref="DecoderWeights"/>
+/// absorb; this class runs them all the same way.
+/// </summary>
+public sealed class DecoderModel : IDisposable
+{
+    private readonly ISafeTensorsReader _checkpoint;
+    private readonly RotaryEmbedding _rope;
+    private readonly float _attentionScale;
+
+    private DecoderModel(string folder, LlmConfig config, DecoderWeights weights, ISafeTensorsReader checkpoint)
+    {
+        Folder = folder;
+        Config = config;
+        Weights = weights;
+        _checkpoint = checkpoint;
+        _rope = new RotaryEmbedding(RopeFrequencies.Compute(config, 1));
+        _attentionScale = 1f / MathF.Sqrt(config.HeadDim);
+    }
+
+    public string Folder { get; }
+    public LlmConfig Config { get; }
+    public DecoderWeights Weights { get; }
+
+    /// <summary>
+    /// Reads config.json and the weights (memory-mapped where the reader allows, in their stored types),
+    /// checking every tensor's presence, shape and type before returning. The folder is only read.
+    /// </summary>
+    public static DecoderModel Load(string folder)
+    {
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"model folder '{folder}' does not exist");
+        var config = LlmConfig.Load(Path.Combine(folder, "config.json"));
+        var checkpoint = SafeTensorsCheckpoint.Open(folder);
+        try
+        {
+            return new DecoderModel(folder, config, DecoderWeights.Load(config, checkpoint), checkpoint);
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Logits [T, V] for every position of <paramref name="ids"/>, placed after the tokens the cache holds
+    /// (or at 0..T-1 without a cache); [1, V] for the last position only when asked, which spares the head's
+    /// product for the others (what decoding needs). Inference: nothing is recorded.
+    /// </summary>
+    public Tensor Forward(ReadOnlySpan<int> ids, KvCache? cache = null, bool lastPositionOnly = false)
+    {
+        using var _ = Autograd.NoGrad();
+        return ForwardEmbeddings(Embed(ids), cache, lastPositionOnly);
+    }
+
+    /// <summary>Token embeddings [T, C] (the input where plug-ins place their own embeddings).</summary>
+    public Tensor Embed(ReadOnlySpan<int> ids)
+    {
+        if (ids.IsEmpty) throw new ArgumentException("no token ids to embed", nameof(ids));
+        return Ops.Embedding(Weights.Embedding, ids, ids.Length);
+    }
+
+    /// <summary>
+    /// Logits [T, V] (or [1, V], see <see cref="Forward"/>) from input embeddings [T, C]. Recorded for autograd when the embeddings require a
+    /// gradient, so gradients flow through the frozen decoder to whatever produced them (the base weights
+    /// never get one). A cache copies keys and values out of the graph, so it cannot be used while recording.
+    /// </summary>
+    public Tensor ForwardEmbeddings(Tensor embeddings, KvCache? cache = null, bool lastPositionOnly = false)
+    {
+        var c = Config;
+        if (embeddings.Rank != 2 || embeddings.Shape[1] != c.HiddenSize)
+            throw new ArgumentException($"input embeddings must be [T, {c.HiddenSize}], got {embeddings.ShapeString}", nameof(embeddings));
+        int t = embeddings.Shape[0];
+        int offset = cache?.Length ?? 0;
+        if (cache is not null)
+        {
+            cache.CheckFits(c, t);
+            if (Autograd.IsEnabled && embeddings.RequiresGrad)
+                throw new InvalidOperationException("a KV cache cannot be used while recording gradients; run without a cache or under Autograd.NoGrad");
+        }
+        var positions = new int[t];
+        for (int i = 0; i < t; i++) positions[i] = offset + i;
+        var rope = RopeFor(offset + t);
+
+        var h = embeddings;
+        for (int i = 0; i < Weights.Layers.Length; i++)
+        {
+            var layer = Weights.Layers[i];
+            h = Ops.Add(h, Attention(layer, Ops.RmsNorm(h, layer.AttentionNorm, c.RmsNormEps), positions, rope, cache, i));
+            h = Ops.Add(h, FeedForward(layer, Ops.RmsNorm(h, layer.FfnNorm, c.RmsNormEps)));
+        }
+        cache?.Advance(t);
+        if (lastPositionOnly && t > 1) h = Ops.Slice(h, 0, t - 1, 1);
+        return Ops.Linear(Ops.RmsNorm(h, Weights.FinalNorm, c.RmsNormEps), Weights.Head);
+    }
+
+    /// <summary>x [T, C] -> [T, C]: grouped-query causal attention over the cached and new tokens.</summary>
+    private Tensor Attention(DecoderLayerWeights w, Tensor x, int[] positions, RotaryEmbedding rope, KvCache? cache, int layer)
+    {
+        var c = Config;
+        int t = x.Shape[0];
+        var q = Ops.Rope(Ops.Linear(x, w.Query, w.QueryBias).Reshape(1, t, c.NumHeads, c.HeadDim), rope, positions);
+        var k = Ops.Rope(Ops.Linear(x, w.Key, w.KeyBias).Reshape(1, t, c.NumKeyValueHeads, c.HeadDim), rope, positions);
+        var v = Ops.Linear(x, w.Value, w.ValueBias).Reshape(1, t, c.NumKeyValueHeads, c.HeadDim);
+        int offset = 0;
+        if (cache is not null)
+        {
+            offset = cache.Length;
+            (k, v) = cache.Append(layer, k, v);
+        }
+        var attended = Ops.Attention(q, k, v, AttentionMask.Causal(offset), _attentionScale).Output;
+        return Ops.Linear(attended.Reshape(t, c.NumHeads * c.HeadDim), w.Output, w.OutputBias);
+    }
+
+    /// <summary>x [T, C] -> [T, C]: down(silu(gate(x)) · up(x)).</summary>
+    private static Tensor FeedForward(DecoderLayerWeights w, Tensor x) =>
+        Ops.Linear(Ops.SwiGlu(Ops.Linear(x, w.Gate, w.GateBias), Ops.Linear(x, w.Up, w.UpBias)), w.Down, w.DownBias);
+
+    /// <summary>The rotary table for a sequence of <paramref name="length"/> positions; only dynamic NTK depends on it.</summary>
+    private RotaryEmbedding RopeFor(int length) =>
+        Config.RopeScaling.Kind == RopeScalingKind.Dynamic && length > Config.MaxPositionEmbeddings
+            ? new RotaryEmbedding(RopeFrequencies.Compute(Config, length))
+            : _rope;
+
+    /// <summary>
+    /// What a checkpoint folder holds, validated as <see cref="Load"/> does but from the headers alone:
+    /// no weight is read, so it is quick on any size.
+    /// </summary>
+    public static CheckpointSummary Inspect(string folder)
+    {
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"model folder '{folder}' does not exist");
+        var config = LlmConfig.Load(Path.Combine(folder, "config.json"));
+        using var checkpoint = SafeTensorsCheckpoint.Open(folder);
+        var tensors = DecoderWeights.Check(config, checkpoint);
+        return new CheckpointSummary(
+            config,
+            tensors.Sum(t => t.ElementCount),
+            tensors.Sum(t => t.ByteLength),
+            tensors.GroupBy(t => t.DType).ToDictionary(g => g.Key, g => g.Sum(t => t.ElementCount)));
+    }
+
+    /// <summary>Number of parameters (a tied head counted once).</summary>
+    public long ParameterCount => Weights.All().Sum(t => (long)t.Length);
+
+    /// <summary>Bytes the weights occupy in their stored types (InternLM2's split q/k/v counted once).</summary>
+    public long WeightBytes => Weights.All().Sum(t => (long)t.Length * t.DType.SizeOf());
+
+    /// <summary>Parameter counts by stored type.</summary>
+    public IReadOnlyDictionary<DType, long> ParametersByDType =>
+        Weights.All().GroupBy(t => t.DType).ToDictionary(g => g.Key, g => g.Sum(t => (long)t.Length));
+
+    public void Dispose() => _checkpoint.Dispose();
+}
+
+/// <summary>A checkpoint's config and its weights as stored: parameters (a tied head once), bytes, and parameters per type.</summary>
+public sealed record CheckpointSummary(LlmConfig Config, long ParameterCount, long WeightBytes, IReadOnlyDictionary<DType, long> ParametersByDType)
+{
+    /// <summary>KV cache bytes per token (float32 keys and values of every layer).</summary>
+    public long KvCacheBytesPerToken => 2L * Config.NumLayers * Config.NumKeyValueHeads * Config.HeadDim * sizeof(float);
+}
