@@ -16,7 +16,10 @@ import shutil
 import torch
 import torch.nn.functional as F
 
-from golden import GOLDEN, save_case, save_safetensors
+import numpy as np
+from PIL import Image
+
+from golden import GOLDEN, load_safetensors, save_case, save_safetensors
 
 FOLDER = "vision"
 MODELS = os.path.join(GOLDEN, FOLDER, "models")
@@ -305,9 +308,64 @@ def front():
               {"table": table[0].permute(1, 2, 0).reshape(grid * grid, w)}, {"y": resized[0].permute(1, 2, 0).reshape(21, w)}, {})
 
 
+# ---- End to end: PNG -> Hugging Face preprocessing -> tower -------------------------------------------------
+
+CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+
+
+def hf_pixels(image, kind, size):
+    """CLIPImageProcessor (shortest edge + center crop) or SiglipImageProcessor (square resize), then rescale and
+    normalize as transformers does (float64 rescale, float32 result)."""
+    if kind == "clip":
+        w, h = image.size
+        short, long = min(w, h), max(w, h)
+        new_long = int(size * long / short)
+        target = (new_long, size) if w >= h else (size, new_long)
+        resized = np.asarray(image.resize(target, Image.BICUBIC))
+        top, left = (resized.shape[0] - size) // 2, (resized.shape[1] - size) // 2
+        resized = resized[top:top + size, left:left + size]
+        mean, std = CLIP_MEAN, CLIP_STD
+    else:
+        resized = np.asarray(image.resize((size, size), Image.BICUBIC))
+        mean, std = [0.5] * 3, [0.5] * 3
+    x = (resized.astype(np.float64) * (1 / 255)).astype(np.float32)
+    x = (x - np.array(mean, dtype=np.float32)) / np.array(std, dtype=np.float32)
+    return torch.from_numpy(x.transpose(2, 0, 1).copy()).to(torch.float64).unsqueeze(0)
+
+
+def end_to_end():
+    size = TOWER["image_size"]
+    y, x = np.mgrid[0:30, 0:40]
+    rgb = np.stack([(x * 6) % 256, (y * 8) % 256, ((x + y) * 5) % 256], axis=-1).astype(np.uint8)
+    png = os.path.join(GOLDEN, FOLDER, "photo_40x30.png")
+    Image.fromarray(rgb).save(png)
+    image = Image.open(png).convert("RGB")
+    processors = {
+        "clip_vision": dict(image_processor_type="CLIPImageProcessor", do_resize=True, size={"shortest_edge": size}, resample=3,
+                            do_center_crop=True, crop_size={"height": size, "width": size}, do_rescale=True, rescale_factor=1 / 255,
+                            do_normalize=True, image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True),
+        "siglip_head": dict(image_processor_type="SiglipImageProcessor", do_resize=True, size={"height": size, "width": size}, resample=3,
+                            do_rescale=True, rescale_factor=1 / 255, do_normalize=True, image_mean=[0.5] * 3, image_std=[0.5] * 3),
+    }
+    for name, processor in processors.items():
+        folder = os.path.join(MODELS, name)
+        with open(os.path.join(folder, "preprocessor_config.json"), "w") as f:
+            json.dump(processor, f, indent=2, sort_keys=True)
+            f.write("\n")
+        with open(os.path.join(folder, "config.json")) as f:
+            cfg = json.load(f)
+        kind = "clip" if name.startswith("clip") else "siglip"
+        weights = {k: v.to(torch.float64) for k, v in load_safetensors(os.path.join(folder, "model.safetensors"))[0].items()}
+        pixels = hf_pixels(image, kind, size)
+        hidden, _, _ = (clip_forward if kind == "clip" else siglip_forward)(weights, pixels, cfg)
+        save_case(FOLDER, "e2e_" + name, "encode_image", {"model": name, "image": "photo_40x30.png"}, {"pixels": pixels[0]},
+                  {"features_last": hidden[-1][0], "features_m2": hidden[-2][0]}, {})
+
+
 if __name__ == "__main__":
     shutil.rmtree(os.path.join(GOLDEN, FOLDER), ignore_errors=True)
     towers()
     front()
+    end_to_end()
     total = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(os.path.join(GOLDEN, FOLDER)) for f in fs)
     print(f"wrote {os.path.join(GOLDEN, FOLDER)} ({total / 1024:.0f} KiB)")
