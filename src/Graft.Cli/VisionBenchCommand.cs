@@ -12,7 +12,8 @@ namespace Graft.Cli;
 /// <summary>
 /// `graft bench vision`: images/s of a CLIP ViT-L/14-336-shaped tower (random weights, built in memory) in f32 and
 /// bf16, beside the same shapes in PyTorch (eager, no_grad, 2 threads; tools/bench/vision_peer.py), and JPEG
-/// decoding of a 1024x768 photo-like image that the peer writes with PIL, beside PIL's decode.
+/// decoding of a 1024x768 photo-like image that the peer writes with PIL, alone and followed by CLIP-336 preprocessing,
+/// beside PIL (+ numpy for rescale and normalize).
 /// </summary>
 internal static class VisionBench
 {
@@ -20,7 +21,7 @@ internal static class VisionBench
     private const int JpegWidth = 1024, JpegHeight = 768, JpegRepeats = 5;
 
     private sealed record PeerReport(string? TorchVersion, string? TorchProblem, double[] VitSeconds, string JpegPath, long JpegBytes,
-        double[] PilDecodeSeconds, double[] PilDecodeResizeSeconds);
+        double[] PilDecodeSeconds, double[] PilPreprocessSeconds);
 
     public static Command Create()
     {
@@ -29,7 +30,7 @@ internal static class VisionBench
         var batch = new Option<int>("--batch") { Description = "Images per forward pass.", DefaultValueFactory = _ => 1 };
         var repeats = new Option<int>("--repeats") { Description = "Timed forward passes per configuration (after one warm-up).", DefaultValueFactory = _ => 2 };
         var noPeer = new Option<bool>("--no-peer") { Description = "Skip the PyTorch/PIL peer (and so the JPEG rows)." };
-        var command = new Command("vision", "Vision tower images/s (CLIP ViT-L/14-336 shape, f32 and bf16) vs PyTorch, and JPEG decode vs PIL.");
+        var command = new Command("vision", "Vision tower images/s (CLIP ViT-L/14-336 shape, f32 and bf16) vs PyTorch, and JPEG decode + CLIP preprocessing vs PIL.");
         foreach (var option in new Option[] { json, layers, batch, repeats, noPeer }) command.Options.Add(option);
         command.SetAction(parseResult => Run(parseResult.GetValue(json), parseResult.GetValue(layers), parseResult.GetValue(batch),
             parseResult.GetValue(repeats), parseResult.GetValue(noPeer)));
@@ -71,15 +72,19 @@ internal static class VisionBench
             }
             if (peer is not null)
             {
-                double ours = Median(TimeDecode(peer.JpegPath));
-                rows.Add(new JsonObject
+                var preprocessor = ImageProcessorConfig.Clip() with { ShortestEdge = ImageSize, CropHeight = ImageSize, CropWidth = ImageSize };
+                foreach (bool preprocess in new[] { false, true })
                 {
-                    ["what"] = $"JPEG {JpegWidth}x{JpegHeight} decode", ["bytes"] = peer.JpegBytes,
-                    ["ours_ms"] = Round(ours * 1e3), ["peer_ms"] = Round(Median(peer.PilDecodeSeconds) * 1e3),
-                    ["ratio"] = Round(Median(peer.PilDecodeSeconds) / ours),
-                    ["peer"] = "PIL", ["peer_decode_resize_ms"] = Round(Median(peer.PilDecodeResizeSeconds) * 1e3),
-                });
-                if (json) Console.WriteLine(rows[^1].ToJsonString());
+                    double ours = Median(TimeDecode(peer.JpegPath, preprocess ? preprocessor : null));
+                    double pil = Median(preprocess ? peer.PilPreprocessSeconds : peer.PilDecodeSeconds);
+                    rows.Add(new JsonObject
+                    {
+                        ["what"] = $"JPEG {JpegWidth}x{JpegHeight} decode" + (preprocess ? $" + CLIP-{ImageSize} preprocess" : ""), ["bytes"] = peer.JpegBytes,
+                        ["ours_ms"] = Round(ours * 1e3), ["peer_ms"] = Round(pil * 1e3), ["ratio"] = Round(pil / ours),
+                        ["peer"] = preprocess ? "PIL + numpy" : "PIL",
+                    });
+                    if (json) Console.WriteLine(rows[^1].ToJsonString());
+                }
             }
             if (!json) PrintTable(rows, peer, peerProblem, config, batch);
             return 0;
@@ -103,8 +108,7 @@ internal static class VisionBench
             if (row.ContainsKey("images_per_s"))
                 Console.WriteLine($"{(string)row["what"]!,-44} {Format(row["images_per_s"]),8} img/s  {Format(row["gflops"]),7} GFLOP/s  peer {Format(row["peer_images_per_s"]),8} img/s  ratio {Format(row["ratio"])}");
             else
-                Console.WriteLine($"{(string)row["what"]!,-44} ours {Format(row["ours_ms"])} ms  PIL {Format(row["peer_ms"])} ms  ratio {Format(row["ratio"])}  "
-                    + $"(PIL decode + bicubic resize to {ImageSize}: {Format(row["peer_decode_resize_ms"])} ms; our resize comes with preprocessing)");
+                Console.WriteLine($"{(string)row["what"]!,-44} ours {Format(row["ours_ms"]),8} ms  {(string)row["peer"]!} {Format(row["peer_ms"])} ms  ratio {Format(row["ratio"])}");
         }
     }
 
@@ -126,14 +130,20 @@ internal static class VisionBench
         return seconds;
     }
 
-    private static double[] TimeDecode(string path)
+    /// <summary>Seconds to decode the file, and to turn it into a [3, S, S] tensor when a preprocessor is given.</summary>
+    private static double[] TimeDecode(string path, ImageProcessorConfig? preprocessor)
     {
-        ImageDecoder.Load(path);
+        void Run()
+        {
+            var image = ImageDecoder.Load(path);
+            if (preprocessor is not null) ImagePreprocessor.ToTensor(image, preprocessor);
+        }
+        Run();
         var seconds = new double[JpegRepeats];
         for (int i = 0; i < seconds.Length; i++)
         {
             var watch = Stopwatch.StartNew();
-            ImageDecoder.Load(path);
+            Run();
             seconds[i] = watch.Elapsed.TotalSeconds;
         }
         return seconds;
@@ -229,7 +239,7 @@ internal static class VisionBench
         problem = null;
         return new PeerReport(root.GetProperty("torch").GetString(), root.GetProperty("torch_problem").GetString(), Doubles(root.GetProperty("vit_seconds")),
             jpeg.GetProperty("path").GetString()!, jpeg.GetProperty("bytes").GetInt64(),
-            Doubles(jpeg.GetProperty("decode_seconds")), Doubles(jpeg.GetProperty("decode_resize_seconds")));
+            Doubles(jpeg.GetProperty("decode_seconds")), Doubles(jpeg.GetProperty("decode_preprocess_seconds")));
     }
 
     private static string? FindScript(string name)

@@ -1,13 +1,13 @@
 #!/usr/bin/python3
 """Peer timings for `graft bench vision`: a CLIP-shaped ViT in PyTorch (eager, no_grad, random weights), and
-PIL decoding (and resizing) a JPEG that this script writes.
+PIL decoding a JPEG that this script writes, then CLIP preprocessing (resize, crop, normalize) in PIL + numpy.
 
 Reads one JSON object on stdin:
   {"layers": int, "width": int, "heads": int, "intermediate": int, "patch": int, "image": int, "batch": int,
    "repeats": int, "threads": int, "jpeg": {"folder": str, "width": int, "height": int, "repeats": int}}
 Writes one JSON object on stdout:
   {"torch": version or null, "torch_problem": str or null, "vit_seconds": [float, ...] (one per batch),
-   "jpeg": {"path": str, "bytes": int, "decode_seconds": [..], "decode_resize_seconds": [..], "resize_to": int}}
+   "jpeg": {"path": str, "bytes": int, "decode_seconds": [..], "decode_preprocess_seconds": [..], "resize_to": int}}
 The JPEG is written even when torch is missing, so the caller can time its own decoder on the same file.
 """
 import json
@@ -36,19 +36,28 @@ def write_jpeg(spec):
     return path
 
 
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
+
+
 def time_pil(path, size, repeats):
-    decode, decode_resize = [], []
+    """PIL decode, then CLIPImageProcessor's steps: shortest edge to `size` (bicubic), center crop, rescale, normalize."""
+    decode, preprocess = [], []
     for _ in range(repeats + 1):
         start = time.perf_counter()
         with Image.open(path) as im:
             im = im.convert("RGB")
         decoded = time.perf_counter()
-        scale = size / min(im.size)
-        im.resize((max(size, round(im.size[0] * scale)), max(size, round(im.size[1] * scale))), Image.BICUBIC)
+        w, h = im.size
+        scale = size / min(w, h)
+        resized = np.asarray(im.resize((int(w * scale) if w > h else size, int(h * scale) if h > w else size), Image.BICUBIC))
+        top, left = (resized.shape[0] - size) // 2, (resized.shape[1] - size) // 2
+        x = (resized[top:top + size, left:left + size].astype(np.float64) * (1 / 255)).astype(np.float32)
+        np.ascontiguousarray(((x - CLIP_MEAN) / CLIP_STD).transpose(2, 0, 1))
         done = time.perf_counter()
         decode.append(decoded - start)
-        decode_resize.append(done - start)
-    return decode[1:], decode_resize[1:]
+        preprocess.append(done - start)
+    return decode[1:], preprocess[1:]
 
 
 def time_vit(spec):
@@ -103,9 +112,9 @@ def main():
     result = {"torch": None, "torch_problem": None, "vit_seconds": []}
     jpeg = spec["jpeg"]
     path = write_jpeg(jpeg)
-    decode, decode_resize = time_pil(path, spec["image"], jpeg["repeats"])
+    decode, preprocess = time_pil(path, spec["image"], jpeg["repeats"])
     result["jpeg"] = {"path": path, "bytes": os.path.getsize(path), "decode_seconds": decode,
-                      "decode_resize_seconds": decode_resize, "resize_to": spec["image"]}
+                      "decode_preprocess_seconds": preprocess, "size": spec["image"]}
     try:
         result["torch"], result["vit_seconds"] = time_vit(spec)
     except ImportError as e:
