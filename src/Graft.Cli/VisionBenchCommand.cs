@@ -19,6 +19,7 @@ internal static class VisionBench
 {
     private const int Width = 1024, Heads = 16, Intermediate = 4096, Patch = 14, ImageSize = 336, PeerThreads = 2;
     private const int JpegWidth = 1024, JpegHeight = 768, JpegRepeats = 5;
+    private static readonly JsonSerializerOptions JsonLine = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private sealed record PeerReport(string? TorchVersion, string? TorchProblem, double[] VitSeconds, string JpegPath, long JpegBytes,
         double[] PilDecodeSeconds, double[] PilPreprocessSeconds);
@@ -68,7 +69,7 @@ internal static class VisionBench
                     ["ratio"] = torchImagesPerSecond is double p ? Round(imagesPerSecond / p) : null,
                     ["peer"] = peer?.TorchVersion is string v ? $"torch {v} f32, {PeerThreads} threads" : peer?.TorchProblem ?? peerProblem,
                 });
-                if (json) Console.WriteLine(rows[^1].ToJsonString());
+                if (json) Console.WriteLine(rows[^1].ToJsonString(JsonLine));
             }
             if (peer is not null)
             {
@@ -83,7 +84,7 @@ internal static class VisionBench
                         ["ours_ms"] = Round(ours * 1e3), ["peer_ms"] = Round(pil * 1e3), ["ratio"] = Round(pil / ours),
                         ["peer"] = preprocess ? "PIL + numpy" : "PIL",
                     });
-                    if (json) Console.WriteLine(rows[^1].ToJsonString());
+                    if (json) Console.WriteLine(rows[^1].ToJsonString(JsonLine));
                 }
             }
             if (!json) PrintTable(rows, peer, peerProblem, config, batch);
