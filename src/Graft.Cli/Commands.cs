@@ -16,5 +16,6 @@ internal static class Commands
         TokenizeCommand.Create(),
         GenerateCommand.Create(DecoderSequenceModel.Load),
         ChatCommand.Create(DecoderSequenceModel.Load),
+        EncodeImageCommand.Create(),
     ];
 }
