@@ -11,5 +11,6 @@ internal static class Commands
         BenchCommand.Create(),
         InspectCommand.Create(),
         LogitsCommand.Create(),
+        PluginCommand.Create(),
     ];
 }

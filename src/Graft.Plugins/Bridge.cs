@@ -47,24 +47,23 @@ public sealed class Bridge : IPlugin
     public const string ProjectorPart = "projector";
     public const string ProjectorKind = "mlp2x_gelu";
 
-    private readonly Tensor _w1, _b1, _w2, _b2;
-
-    private Bridge(DecoderModel baseModel, IVisionFrontEnd? vision, PluginManifest manifest, Tensor w1, Tensor b1, Tensor w2, Tensor b2)
+    private Bridge(DecoderModel baseModel, IVisionFrontEnd? vision, PluginManifest manifest, GeluProjector projector)
     {
         Base = baseModel;
         Vision = vision;
         Manifest = manifest;
-        (_w1, _b1, _w2, _b2) = (w1, b1, w2, b2);
-        VisionWidth = w1.Shape[1];
+        Projector = projector;
         Tune = Enum.Parse<BridgeTune>(manifest.HyperParameter<string>("tune", PluginManifest.FileName), ignoreCase: true);
         Parameters =
         [
-            new("mm_projector.0.weight", ProjectorPart, w1),
-            new("mm_projector.0.bias", ProjectorPart, b1),
-            new("mm_projector.2.weight", ProjectorPart, w2),
-            new("mm_projector.2.bias", ProjectorPart, b2),
+            new("mm_projector.0.weight", ProjectorPart, projector.W1),
+            new("mm_projector.0.bias", ProjectorPart, projector.B1),
+            new("mm_projector.2.weight", ProjectorPart, projector.W2),
+            new("mm_projector.2.bias", ProjectorPart, projector.B2),
         ];
     }
+
+    public GeluProjector Projector { get; }
 
     public string Design => DesignName;
     public PluginManifest Manifest { get; }
@@ -72,9 +71,6 @@ public sealed class Bridge : IPlugin
 
     /// <summary>The front end that encodes images given as pixels; null when the plug-in is used with precomputed features only.</summary>
     public IVisionFrontEnd? Vision { get; }
-
-    /// <summary>d_v.</summary>
-    public int VisionWidth { get; }
 
     public BridgeTune Tune { get; }
     public IReadOnlyList<PluginParameter> Parameters { get; }
@@ -110,8 +106,7 @@ public sealed class Bridge : IPlugin
                 ["seed"] = options.Seed,
             },
         };
-        return new Bridge(baseModel, vision, manifest,
-            Uniform(random, dv, [d, dv]), Uniform(random, dv, [d]), Uniform(random, d, [d, d]), Uniform(random, d, [d]));
+        return new Bridge(baseModel, vision, manifest, GeluProjector.Create(dv, d, random));
     }
 
     /// <summary>The tensors a Bridge with this manifest holds, with their shapes.</summary>
@@ -135,17 +130,12 @@ public sealed class Bridge : IPlugin
         string tune = manifest.HyperParameter<string>("tune", file);
         if (!Enum.TryParse<BridgeTune>(tune, ignoreCase: true, out _))
             throw new PluginFormatException(file, $"'{tune}' is not projector or full", "hyper_parameters.tune");
-        return new Bridge(baseModel, vision, manifest,
-            tensors["mm_projector.0.weight"], tensors["mm_projector.0.bias"], tensors["mm_projector.2.weight"], tensors["mm_projector.2.bias"]);
+        return new Bridge(baseModel, vision, manifest, new GeluProjector(
+            tensors["mm_projector.0.weight"], tensors["mm_projector.0.bias"], tensors["mm_projector.2.weight"], tensors["mm_projector.2.bias"]));
     }
 
     /// <summary>Z_v [N, d_v] -> H_v [N, d] = W_2 · GELU(W_1 · Z_v + b_1) + b_2.</summary>
-    public Tensor Project(Tensor features)
-    {
-        if (features.Rank != 2 || features.Shape[1] != VisionWidth)
-            throw new ArgumentException($"Bridge: image features must be [N, {VisionWidth}], got {features.ShapeString}", nameof(features));
-        return Ops.Linear(Ops.Gelu(Ops.Linear(features, _w1, _b1)), _w2, _b2);
-    }
+    public Tensor Project(Tensor features) => Projector.Forward(features);
 
     /// <summary>Text parts embedded by the base, each image replaced by its N_v projected features, in prompt order.</summary>
     public PreparedInput Prepare(MultimodalPrompt prompt)
@@ -175,13 +165,5 @@ public sealed class Bridge : IPlugin
         if (image.Features is not null) return image.Features;
         if (Vision is null) throw new InvalidOperationException("Bridge: an image given as pixels needs a vision front end; load the plug-in with one, or give precomputed features");
         return Vision.Encode(image.Image!);
-    }
-
-    private static Tensor Uniform(Random random, int fanIn, int[] shape)
-    {
-        float bound = 1f / MathF.Sqrt(fanIn);
-        var values = new float[Tensor.ShapeLength(shape)];
-        for (int i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 2 - 1) * bound;
-        return Tensor.Parameter(values, shape);
     }
 }
