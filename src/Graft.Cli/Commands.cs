@@ -11,6 +11,7 @@ internal static class Commands
         BenchCommand.Create(),
         InspectCommand.Create(),
         LogitsCommand.Create(),
+        DataCommand.Create(),
         PluginCommand.Create(),
     ];
 }

@@ -10,7 +10,7 @@ namespace Graft.Tests.Models;
 /// Golden ids and decodes from tools/reference/tokenizer_golden.py (an independent Python implementation of
 /// the HF tokenizers semantics) for three tokenizer styles, plus checks against published HF behaviour.
 /// </summary>
-public sealed class TokenizerTests(ITestOutputHelper output)
+public sealed class TokenizerTests
 {
     private static readonly string[] Styles = ["qwen2_style", "llama3_style", "llama2_style"];
     private static readonly Dictionary<string, Tokenizer> Loaded = [];
@@ -264,21 +264,19 @@ public sealed class TokenizerTests(ITestOutputHelper output)
     }
 
     [Fact, Trait("Category", "Slow")]
-    public void Encoding_a_megabyte_is_fast()
+    public void A_megabyte_of_text_round_trips()
     {
-        var corpus = string.Concat(Cases("qwen2_style").Select(c => c.Text));
+        // Texts the reference itself decodes back unchanged (not the NFD ones that NFC composes).
+        var cases = Cases("qwen2_style").Where(c => c.Text.Length > 0 && c.Decoded == c.Text && !c.AddSpecial && !c.ParseSpecial)
+            .Select(c => c.Text).ToArray();
         var text = new StringBuilder();
-        while (text.Length < 1 << 20) text.Append(corpus);
+        while (text.Length < 1 << 20) text.AppendJoin("\n", cases).Append('\n');
         var megabyte = text.ToString();
         foreach (var style in Styles)
         {
             var tokenizer = Load(style);
-            tokenizer.Encode(megabyte[..10_000]);
-            var watch = Stopwatch.StartNew();
             var ids = tokenizer.Encode(megabyte, addSpecialTokens: false, parseSpecialTokens: false);
-            watch.Stop();
-            output.WriteLine($"{style}: {megabyte.Length} chars -> {ids.Length} ids in {watch.ElapsedMilliseconds} ms");
-            Assert.NotEmpty(ids);
+            Assert.Equal(megabyte, tokenizer.Decode(ids));
         }
     }
 }
