@@ -17,5 +17,6 @@ internal static class Commands
         GenerateCommand.Create(DecoderSequenceModel.Load),
         ChatCommand.Create(DecoderSequenceModel.Load),
         EncodeImageCommand.Create(),
+        PluginCommand.Create(),
     ];
 }
