@@ -51,6 +51,7 @@ public static class PluginCommand
 
     public static int RunNew(string design, string baseFolder, string? visionSpec, string outputFolder, int seed, string tune, TextWriter output)
     {
+        if (design == VisualExperts.DesignName) return RunNewVisualExperts(baseFolder, visionSpec, outputFolder, seed, output);
         if (design != Bridge.DesignName)
             throw new ArgumentException($"--design: '{design}' is not a design this build creates ({string.Join(", ", PluginFile.Designs)})");
         if (!Enum.TryParse<BridgeTune>(tune, ignoreCase: true, out var bridgeTune) || !Enum.IsDefined(bridgeTune))
@@ -62,6 +63,20 @@ public static class PluginCommand
         output.WriteLine($"wrote untrained {design} plug-in ({bridgeTune.ToString().ToLowerInvariant()}) to {outputFolder}");
         output.WriteLine($"base: {manifest.Base.Architecture} {manifest.Base.Fingerprint}");
         output.WriteLine($"vision: {vision.Kind} ({vision.TokensPerImage} tokens x {vision.FeatureWidth})");
+        output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
+        return 0;
+    }
+
+    /// <summary>Visual Experts owns its patch embedding, so it takes no --vision.</summary>
+    private static int RunNewVisualExperts(string baseFolder, string? visionSpec, string outputFolder, int seed, TextWriter output)
+    {
+        if (visionSpec is not null) throw new ArgumentException($"--vision: {VisualExperts.DesignName} has its own trainable patch embedding and takes no vision front end");
+        using var model = DecoderModel.Load(baseFolder);
+        var plugin = VisualExperts.Create(model, new VisualExpertsOptions { Seed = seed });
+        var manifest = PluginFile.Save(plugin, outputFolder);
+        output.WriteLine($"wrote untrained {VisualExperts.DesignName} plug-in to {outputFolder}");
+        output.WriteLine($"base: {manifest.Base.Architecture} {manifest.Base.Fingerprint}");
+        output.WriteLine($"patch embedding: {plugin.Tiling.ImageSize} px tiles, patch {plugin.FrontEnd.PatchSize}, {plugin.TokensPerTile} tokens per tile, up to {plugin.Tiling.MaxTiles} tiles");
         output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
         return 0;
     }
