@@ -12,5 +12,7 @@ internal static class Commands
         InspectCommand.Create(),
         LogitsCommand.Create(),
         DataCommand.Create(),
+        EvalCommand.Create(),
+        ReportCommand.Create(),
     ];
 }
