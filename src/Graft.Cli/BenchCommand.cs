@@ -17,6 +17,7 @@ internal static class BenchCommand
     {
         var bench = new Command("bench", "Time engine kernels against a peer implementation in the same run.");
         bench.Subcommands.Add(GemmBench.Create());
+        bench.Subcommands.Add(VisionBench.Create());
         return bench;
     }
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Graft.Models.Generation;
 
 namespace Graft.Cli;
 
@@ -12,6 +13,11 @@ internal static class Commands
         InspectCommand.Create(),
         LogitsCommand.Create(),
         DataCommand.Create(),
+        TokenizeCommand.Create(),
+        GenerateCommand.Create(DecoderSequenceModel.Load),
+        ChatCommand.Create(DecoderSequenceModel.Load),
+        EncodeImageCommand.Create(),
+        PluginCommand.Create(),
         EvalCommand.Create(),
         ReportCommand.Create(),
     ];

@@ -13,12 +13,20 @@ public static class LogitsCommand
         var model = new Option<string>("--model") { Description = "A Hugging Face model folder", Required = true };
         var ids = new Option<string>("--ids") { Description = "Token ids, comma-separated (e.g. 1,2,3)", Required = true };
         var output = new Option<string>("--out") { Description = "The safetensors file to write: one F32 tensor 'logits' [T, vocab]", Required = true };
+        var plugin = new Option<string?>("--plugin") { Description = "A plug-in folder (NAME.graft) for this model; without --image the output is the base's own" };
+        var image = new Option<string?>("--image") { Description = "An image for the plug-in; put the word 'image' in --ids where it goes (e.g. 1,image,5)" };
         var command = new Command("logits", "Run a checkpoint on token ids (full forward, no cache) and write the logits of every position");
         command.Options.Add(model);
         command.Options.Add(ids);
         command.Options.Add(output);
-        command.SetAction(parseResult => InspectCommand.Guarded(parseResult.InvocationConfiguration.Error, () =>
-            Run(parseResult.GetValue(model)!, ParseIds(parseResult.GetValue(ids)!), parseResult.GetValue(output)!, parseResult.InvocationConfiguration.Output)));
+        command.Options.Add(plugin);
+        command.Options.Add(image);
+        command.SetAction(parseResult => PluginCommand.Guarded(parseResult.InvocationConfiguration.Error, () =>
+            parseResult.GetValue(plugin) is { } pluginFolder
+                ? PluginCommand.RunLogits(parseResult.GetValue(model)!, pluginFolder, parseResult.GetValue(ids)!, parseResult.GetValue(image), parseResult.GetValue(output)!, parseResult.InvocationConfiguration.Output)
+                : parseResult.GetValue(image) is not null
+                    ? throw new ArgumentException("--image needs a --plugin to turn it into embeddings")
+                    : Run(parseResult.GetValue(model)!, ParseIds(parseResult.GetValue(ids)!), parseResult.GetValue(output)!, parseResult.InvocationConfiguration.Output)));
         return command;
     }
 

@@ -8,7 +8,7 @@ namespace Graft.Models.Llm;
 /// differ only in configuration and weight names, which <see cref="LlmConfig"/> and <see cref="DecoderWeights"/>
 /// absorb; this class runs them all the same way.
 /// </summary>
-public sealed class DecoderModel : IDisposable
+public sealed partial class DecoderModel : IDisposable
 {
     private readonly ISafeTensorsReader _checkpoint;
     private readonly RotaryEmbedding _rope;
@@ -70,8 +70,10 @@ public sealed class DecoderModel : IDisposable
     /// Logits [T, V] (or [1, V], see <see cref="Forward"/>) from input embeddings [T, C]. Recorded for autograd when the embeddings require a
     /// gradient, so gradients flow through the frozen decoder to whatever produced them (the base weights
     /// never get one). A cache copies keys and values out of the graph, so it cannot be used while recording.
+    /// <paramref name="hooks"/> (a plug-in's, for one request) act at the points <see cref="DecoderHooks"/> names; without
+    /// them this is the base alone, on exactly the code path of a plain forward.
     /// </summary>
-    public Tensor ForwardEmbeddings(Tensor embeddings, KvCache? cache = null, bool lastPositionOnly = false)
+    public Tensor ForwardEmbeddings(Tensor embeddings, KvCache? cache = null, bool lastPositionOnly = false, DecoderHooks? hooks = null)
     {
         var c = Config;
         if (embeddings.Rank != 2 || embeddings.Shape[1] != c.HiddenSize)
@@ -92,16 +94,27 @@ public sealed class DecoderModel : IDisposable
         for (int i = 0; i < Weights.Layers.Length; i++)
         {
             var layer = Weights.Layers[i];
-            h = Ops.Add(h, Attention(layer, Ops.RmsNorm(h, layer.AttentionNorm, c.RmsNormEps), positions, rope, cache, i));
+            if (hooks is not null)
+            {
+                h = HookedLayer(layer, h, positions, rope, cache, i, hooks);
+                continue;
+            }
+            h = Ops.Add(h, Attention(layer, Ops.RmsNorm(h, layer.AttentionNorm, c.RmsNormEps), positions, rope, cache, i).Output);
             h = Ops.Add(h, FeedForward(layer, Ops.RmsNorm(h, layer.FfnNorm, c.RmsNormEps)));
         }
         cache?.Advance(t);
         if (lastPositionOnly && t > 1) h = Ops.Slice(h, 0, t - 1, 1);
-        return Ops.Linear(Ops.RmsNorm(h, Weights.FinalNorm, c.RmsNormEps), Weights.Head);
+        return hooks is null ? BaseOutput(h) : hooks.Output(h, BaseOutput);
     }
 
-    /// <summary>x [T, C] -> [T, C]: grouped-query causal attention over the cached and new tokens.</summary>
-    private Tensor Attention(DecoderLayerWeights w, Tensor x, int[] positions, RotaryEmbedding rope, KvCache? cache, int layer)
+    /// <summary>h [T, C] -> logits [T, V]: the final norm and the head.</summary>
+    private Tensor BaseOutput(Tensor h) => Ops.Linear(Ops.RmsNorm(h, Weights.FinalNorm, Config.RmsNormEps), Weights.Head);
+
+    /// <summary>
+    /// x [T, C] -> [T, C]: grouped-query causal attention over the cached and new tokens; with <paramref name="returnWeights"/>
+    /// also its probabilities [1, H, T, cached + T].
+    /// </summary>
+    private (Tensor Output, Tensor? Weights) Attention(DecoderLayerWeights w, Tensor x, int[] positions, RotaryEmbedding rope, KvCache? cache, int layer, bool returnWeights = false)
     {
         var c = Config;
         int t = x.Shape[0];
@@ -114,8 +127,8 @@ public sealed class DecoderModel : IDisposable
             offset = cache.Length;
             (k, v) = cache.Append(layer, k, v);
         }
-        var attended = Ops.Attention(q, k, v, AttentionMask.Causal(offset), _attentionScale).Output;
-        return Ops.Linear(attended.Reshape(t, c.NumHeads * c.HeadDim), w.Output, w.OutputBias);
+        var (attended, weights) = Ops.Attention(q, k, v, AttentionMask.Causal(offset), _attentionScale, returnWeights);
+        return (Ops.Linear(attended.Reshape(t, c.NumHeads * c.HeadDim), w.Output, w.OutputBias), weights);
     }
 
     /// <summary>x [T, C] -> [T, C]: down(silu(gate(x)) · up(x)).</summary>

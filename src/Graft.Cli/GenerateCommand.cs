@@ -1,0 +1,95 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Graft.Models.Chat;
+using Graft.Models.Generation;
+using Graft.Models.Tokenization;
+
+namespace Graft.Cli;
+
+/// <summary>
+/// `graft generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] [--chat] [--top-k K]
+/// [--top-p P] [--template NAME]`: streams the completion to stdout and a one-line summary to stderr. Sampling
+/// defaults come from the checkpoint's generation_config.json (greedy unless it sets do_sample); flags override
+/// them. --chat wraps the prompt as one user turn of the checkpoint's chat template; --template names the
+/// template and implies --chat.
+/// </summary>
+public static class GenerateCommand
+{
+    /// <param name="loadModel">Opens the model of a Hugging Face folder for sequences of up to the given number of
+    /// tokens (fewer when the model's own limit is lower); disposed after use when disposable.</param>
+    public static Command Create(Func<string, int, ITokenSequenceModel> loadModel)
+    {
+        ArgumentNullException.ThrowIfNull(loadModel);
+        var model = new Option<string>("--model") { Description = "Hugging Face model folder", Required = true };
+        var prompt = new Option<string>("--prompt") { Description = "Prompt text", Required = true };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Most tokens to generate", DefaultValueFactory = _ => 256 };
+        var temperature = new Option<float?>("--temperature") { Description = "0 = greedy (default: the checkpoint's generation_config.json)" };
+        var seed = new Option<int>("--seed") { Description = "Seed of the sampler", DefaultValueFactory = _ => 0 };
+        var chat = new Option<bool>("--chat") { Description = "Wrap the prompt in the checkpoint's chat template as a user turn" };
+        var topK = new Option<int?>("--top-k") { Description = "Keep the K most likely tokens (0 = off)" };
+        var topP = new Option<float?>("--top-p") { Description = "Nucleus sampling threshold in (0, 1] (1 = off)" };
+        var template = new Option<string?>("--template") { Description = $"Chat template ({string.Join(", ", ChatTemplates.Names)}); implies --chat" };
+        var command = new Command("generate", "Generate a completion, streamed to stdout");
+        foreach (var option in new Option[] { model, prompt, maxTokens, temperature, seed, chat, topK, topP, template }) command.Options.Add(option);
+        command.SetAction(async (parseResult, cancellationToken) =>
+        {
+            var output = parseResult.InvocationConfiguration.Output;
+            var error = parseResult.InvocationConfiguration.Error;
+            try
+            {
+                var folder = parseResult.GetRequiredValue(model);
+                var tokenizer = Tokenizer.FromFolder(folder);
+                var config = GenerationConfig.FromFolder(folder);
+                var options = config.ToSamplingOptions(parseResult.GetValue(maxTokens)) with { Seed = parseResult.GetValue(seed) };
+                if (parseResult.GetValue(temperature) is { } t) options = options with { Temperature = t };
+                if (parseResult.GetValue(topK) is { } k) options = options with { TopK = k };
+                if (parseResult.GetValue(topP) is { } p) options = options with { TopP = p };
+                options.Validate();
+                var text = parseResult.GetRequiredValue(prompt);
+                var templateName = parseResult.GetValue(template);
+                int[] ids = parseResult.GetValue(chat) || templateName is not null
+                    ? ChatTemplates.ForCheckpoint(folder, tokenizer, templateName).Encode(tokenizer, [ChatMessage.User(text)], addGenerationPrompt: true)
+                    : tokenizer.Encode(text);
+
+                var sequenceModel = loadModel(folder, ids.Length + options.MaxTokens);
+                try
+                {
+                    var generator = new TextGenerator(tokenizer, sequenceModel, config.EosTokenIds);
+                    var clock = Stopwatch.StartNew();
+                    GenerationResult? result = null;
+                    await foreach (var piece in generator.GenerateAsync(ids, options, r => result = r, cancellationToken))
+                    {
+                        await output.WriteAsync(piece);
+                        await output.FlushAsync(CancellationToken.None);
+                    }
+                    await output.WriteLineAsync();
+                    await error.WriteLineAsync(Summary(result!, clock.Elapsed));
+                }
+                finally
+                {
+                    (sequenceModel as IDisposable)?.Dispose();
+                }
+                return 0;
+            }
+            catch (OperationCanceledException)
+            {
+                await error.WriteLineAsync("graft generate: cancelled");
+                return 130;
+            }
+            catch (Exception e) when (IsUserError(e))
+            {
+                await error.WriteLineAsync("graft generate: " + e.Message);
+                return 1;
+            }
+        });
+        return command;
+    }
+
+    internal static string Summary(GenerationResult result, TimeSpan elapsed) =>
+        $"[{result.PromptTokens} prompt + {result.CompletionTokens} completion tokens, finish: {result.FinishReason}, "
+        + $"{result.CompletionTokens / Math.Max(elapsed.TotalSeconds, 1e-9):F1} tokens/s]";
+
+    /// <summary>Bad input (files, formats, options, a conversation the template refuses), reported without a stack trace.</summary>
+    internal static bool IsUserError(Exception e) =>
+        e is IOException or FormatException or NotSupportedException or UnauthorizedAccessException or ArgumentException or InvalidOperationException;
+}

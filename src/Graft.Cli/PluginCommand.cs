@@ -1,0 +1,175 @@
+using System.CommandLine;
+using System.Globalization;
+using Graft.Models.Imaging;
+using Graft.Models.Llm;
+using Graft.Plugins;
+using Graft.Tensors.SafeTensors;
+
+namespace Graft.Cli;
+
+/// <summary>
+/// `graft plugin new --design bridge --base DIR [--vision SPEC] --out NAME.graft [--seed S] [--tune projector|full]`
+/// and `graft plugin inspect NAME.graft`; also the plug-in side of `graft logits --plugin`.
+/// </summary>
+public static class PluginCommand
+{
+    private const string DefaultVision = "patch-pixels:4:2";
+
+    public static Command Create()
+    {
+        var command = new Command("plugin", "Create and inspect plug-ins (NAME.graft folders)");
+        command.Subcommands.Add(CreateNew());
+        command.Subcommands.Add(CreateInspect());
+        return command;
+    }
+
+    private static Command CreateNew()
+    {
+        var design = new Option<string>("--design") { Description = $"The design: {string.Join(", ", PluginFile.Designs)}", Required = true };
+        var baseFolder = new Option<string>("--base") { Description = "The base model folder (Hugging Face); only read", Required = true };
+        var vision = new Option<string?>("--vision") { Description = $"The vision front end: patch-pixels:GRID:CELLS (default {DefaultVision}) or a CLIP/SigLIP folder" };
+        var output = new Option<string>("--out") { Description = "The plug-in folder to write (NAME.graft)", Required = true };
+        var seed = new Option<int>("--seed") { Description = "Seed of the initialisation", DefaultValueFactory = _ => 0 };
+        var tune = new Option<string>("--tune") { Description = "Bridge: projector (a plug-in) or full (projector + LLM, written as a new base)", DefaultValueFactory = _ => "projector" };
+        var command = new Command("new", "Create an untrained plug-in for a base, initialised as its paper says");
+        foreach (var option in new Option[] { design, baseFolder, vision, output, seed, tune }) command.Options.Add(option);
+        command.SetAction(parseResult => Guarded(parseResult.InvocationConfiguration.Error, () =>
+            RunNew(parseResult.GetValue(design)!, parseResult.GetValue(baseFolder)!, parseResult.GetValue(vision), parseResult.GetValue(output)!,
+                parseResult.GetValue(seed), parseResult.GetValue(tune)!, parseResult.InvocationConfiguration.Output)));
+        return command;
+    }
+
+    private static Command CreateInspect()
+    {
+        var folder = new Argument<string>("plugin") { Description = "A plug-in folder (NAME.graft)" };
+        var command = new Command("inspect", "Print a plug-in's design, trainable parameters by part, base fingerprint and size on disk");
+        command.Arguments.Add(folder);
+        command.SetAction(parseResult => Guarded(parseResult.InvocationConfiguration.Error, () =>
+            RunInspect(parseResult.GetValue(folder)!, parseResult.InvocationConfiguration.Output)));
+        return command;
+    }
+
+    public static int RunNew(string design, string baseFolder, string? visionSpec, string outputFolder, int seed, string tune, TextWriter output)
+    {
+        if (design != Bridge.DesignName)
+            throw new ArgumentException($"--design: '{design}' is not a design this build creates ({string.Join(", ", PluginFile.Designs)})");
+        if (!Enum.TryParse<BridgeTune>(tune, ignoreCase: true, out var bridgeTune) || !Enum.IsDefined(bridgeTune))
+            throw new ArgumentException($"--tune: '{tune}' is not projector or full");
+        using var model = DecoderModel.Load(baseFolder);
+        var vision = ParseVision(visionSpec ?? DefaultVision);
+        var plugin = Bridge.Create(model, vision, new BridgeOptions { Seed = seed, Tune = bridgeTune });
+        var manifest = PluginFile.Save(plugin, outputFolder);
+        output.WriteLine($"wrote untrained {design} plug-in ({bridgeTune.ToString().ToLowerInvariant()}) to {outputFolder}");
+        output.WriteLine($"base: {manifest.Base.Architecture} {manifest.Base.Fingerprint}");
+        output.WriteLine($"vision: {vision.Kind} ({vision.TokensPerImage} tokens x {vision.FeatureWidth})");
+        output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
+        return 0;
+    }
+
+    public static int RunInspect(string folder, TextWriter output)
+    {
+        var manifest = PluginFile.ReadManifest(folder);
+        string tensorsPath = Path.Combine(folder, PluginFile.TensorsFileName);
+        output.WriteLine($"design: {manifest.Design} (format {manifest.FormatVersion})");
+        output.WriteLine($"hyper-parameters: {manifest.HyperParameters.ToJsonString()}");
+        var b = manifest.Base;
+        output.WriteLine($"base: {b.Architecture} ({b.Family}), {b.NumLayers} layers, hidden {b.HiddenSize}, vocab {b.VocabSize}");
+        output.WriteLine($"base fingerprint: {b.Fingerprint}");
+        output.WriteLine(manifest.Vision is { } v
+            ? $"vision: {v.Kind} ({v.TokensPerImage} tokens x {v.FeatureWidth}), fingerprint {v.Fingerprint}"
+            : "vision: none");
+        output.WriteLine($"training: {manifest.Training.ToJsonString()}");
+        using (var file = SafeTensorsFile.Open(tensorsPath))
+        {
+            var partOf = (manifest.TensorParts ?? new Dictionary<string, string[]>())
+                .SelectMany(p => p.Value.Select(name => (Name: name, Part: p.Key))).ToDictionary(p => p.Name, p => p.Part);
+            output.WriteLine("trainable parameters:");
+            foreach (var group in file.Tensors.GroupBy(t => partOf.GetValueOrDefault(t.Name, "(unassigned)")).OrderBy(g => g.Key, StringComparer.Ordinal))
+                output.WriteLine($"  {group.Key}: {group.Sum(t => t.ElementCount):N0} in {group.Count()} tensors");
+            output.WriteLine($"  total: {file.Tensors.Sum(t => t.ElementCount):N0}");
+        }
+        long bytes = new FileInfo(tensorsPath).Length + new FileInfo(Path.Combine(folder, PluginManifest.FileName)).Length;
+        output.WriteLine($"size on disk: {bytes:N0} bytes");
+        return 0;
+    }
+
+    /// <summary>
+    /// `graft logits --plugin`: the request goes through a host holding the base and this plug-in, so a prompt without
+    /// an image is the base's own forward. <paramref name="idsText"/> lists token ids and, with an image, the word
+    /// `image` where the image goes (e.g. 1,image,5,6).
+    /// </summary>
+    public static int RunLogits(string modelFolder, string pluginFolder, string idsText, string? imagePath, string outputPath, TextWriter output)
+    {
+        using var model = DecoderModel.Load(modelFolder);
+        var manifest = PluginFile.ReadManifest(pluginFolder);
+        var vision = manifest.Vision is { } description ? VisionFor(description, Path.Combine(pluginFolder, PluginManifest.FileName)) : null;
+        var host = new PluginHost(model);
+        host.Attach("plugin", PluginFile.Load(pluginFolder, model, vision));
+        var image = imagePath is null ? null : ImageDecoder.Load(imagePath);
+        var logits = host.Forward("plugin", ParsePrompt(idsText, image));
+        SafeTensorsWriter.Write(outputPath, [KeyValuePair.Create("logits", logits)]);
+        output.WriteLine($"wrote logits {logits.ShapeString} to {outputPath}");
+        return 0;
+    }
+
+    /// <summary>Ids with `image` items where the image goes; exactly one such item with an image, none without.</summary>
+    internal static MultimodalPrompt ParsePrompt(string idsText, RgbImage? image)
+    {
+        var parts = new List<PromptPart>();
+        var pending = new List<int>();
+        int images = 0;
+        var items = idsText.Split(',', StringSplitOptions.TrimEntries);
+        for (int i = 0; i < items.Length; i++)
+        {
+            if (items[i] == "image")
+            {
+                if (image is null) throw new ArgumentException($"--ids: item {i + 1} places an image, but no --image was given");
+                if (pending.Count > 0) parts.Add(new TextPart(pending.ToArray()));
+                pending.Clear();
+                parts.Add(new ImagePart(image));
+                images++;
+            }
+            else if (int.TryParse(items[i], NumberStyles.None, CultureInfo.InvariantCulture, out int id)) pending.Add(id);
+            else throw new ArgumentException($"--ids: '{items[i]}' (item {i + 1}) is neither a non-negative token id nor 'image'");
+        }
+        if (pending.Count > 0) parts.Add(new TextPart(pending.ToArray()));
+        if (image is not null && images != 1)
+            throw new ArgumentException($"--ids: with --image, put the word 'image' once where the image goes (found {images})");
+        return new MultimodalPrompt(parts);
+    }
+
+    private static IVisionFrontEnd ParseVision(string spec)
+    {
+        var fields = spec.Split(':');
+        if (fields[0] == PatchPixelsFrontEnd.KindName)
+        {
+            if (fields.Length != 3
+                || !int.TryParse(fields[1], NumberStyles.None, CultureInfo.InvariantCulture, out int grid) || grid <= 0
+                || !int.TryParse(fields[2], NumberStyles.None, CultureInfo.InvariantCulture, out int cells) || cells <= 0)
+                throw new ArgumentException($"--vision: '{spec}' is not patch-pixels:GRID:CELLS with positive integers");
+            return new PatchPixelsFrontEnd(grid, cells);
+        }
+        if (Directory.Exists(spec))
+            throw new ArgumentException($"--vision: '{spec}' is a folder, but CLIP/SigLIP towers cannot be used as front ends in this build yet; use patch-pixels:GRID:CELLS");
+        throw new ArgumentException($"--vision: '{spec}' is neither patch-pixels:GRID:CELLS nor an existing folder");
+    }
+
+    private static IVisionFrontEnd VisionFor(VisionDescription description, string manifestPath) =>
+        description.Kind == PatchPixelsFrontEnd.KindName
+            ? PatchPixelsFrontEnd.FromDescription(description, manifestPath)
+            : throw new ArgumentException($"the plug-in expects a {description.Kind} vision front end, which this build cannot load yet");
+
+    /// <summary><see cref="InspectCommand.Guarded"/>, with plug-in and image errors also reported as one line.</summary>
+    internal static int Guarded(TextWriter error, Func<int> run)
+    {
+        try
+        {
+            return InspectCommand.Guarded(error, run);
+        }
+        catch (Exception e) when (e is PluginFormatException or PluginCompatibilityException or ImageFormatException or KeyNotFoundException)
+        {
+            error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+    }
+}
