@@ -51,7 +51,9 @@ public static class PluginCommand
 
     public static int RunNew(string design, string baseFolder, string? visionSpec, string outputFolder, int seed, string tune, TextWriter output)
     {
-        if (design == VisualExperts.DesignName) return RunNewVisualExperts(baseFolder, visionSpec, outputFolder, seed, output);
+        if (design == VisualExperts.DesignName)
+            return tune == "projector" ? RunNewVisualExperts(baseFolder, visionSpec, outputFolder, seed, output)
+                : throw new ArgumentException($"--tune: '{tune}' is a Bridge option; {VisualExperts.DesignName} takes none");
         if (design != Bridge.DesignName)
             throw new ArgumentException($"--design: '{design}' is not a design this build creates ({string.Join(", ", PluginFile.Designs)})");
         if (!Enum.TryParse<BridgeTune>(tune, ignoreCase: true, out var bridgeTune) || !Enum.IsDefined(bridgeTune))

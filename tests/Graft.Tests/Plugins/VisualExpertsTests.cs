@@ -313,5 +313,7 @@ public class VisualExpertsTests
         Assert.Contains("patch_embedding:", inspect.ToString());
         Assert.Contains("--vision", Assert.Throws<ArgumentException>(() =>
             PluginCommand.RunNew(VisualExperts.DesignName, modelFolder, "patch-pixels:2:2", folder.Sub("x.graft"), 0, "projector", TextWriter.Null)).Message);
+        Assert.Contains("--tune", Assert.Throws<ArgumentException>(() =>
+            PluginCommand.RunNew(VisualExperts.DesignName, modelFolder, null, folder.Sub("y.graft"), 0, "full", TextWriter.Null)).Message);
     }
 }
