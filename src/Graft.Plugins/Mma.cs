@@ -333,19 +333,8 @@ public sealed class Mma : IPlugin
         return features;
     }
 
-    /// <summary>ViT block <paramref name="block"/>'s attention input [B, T, d_v]: each image through the adapter routed by its own class token.</summary>
-    private Tensor AdaptVisionBlock(int block, Tensor normedInput)
-    {
-        int batch = normedInput.Shape[0], tokens = normedInput.Shape[1], width = normedInput.Shape[2];
-        var adapter = VisionAdapters[block];
-        var images = new Tensor[batch];
-        for (int b = 0; b < batch; b++)
-        {
-            var x = Ops.Slice(normedInput, 0, b, 1).Reshape(tokens, width);
-            images[b] = adapter.Forward(x, adapter.Route(Ops.Slice(x, 0, 0, 1)), Training, _dropout);
-        }
-        return (batch == 1 ? images[0] : Ops.Concat(images, 0)).Reshape(batch, tokens, width);
-    }
+    /// <summary>ViT block <paramref name="block"/>'s attention input [B, T, d_v] through its adapter, each image routed by its own class token.</summary>
+    private Tensor AdaptVisionBlock(int block, Tensor normedInput) => VisionAdapters[block].ForwardEach(normedInput, Training, _dropout);
 
     /// <summary>
     /// One request's hooks: the mask hiding the modality token, and the routed adapter before attention in every layer.
@@ -478,6 +467,23 @@ public sealed class RoutedRepAdapter
         var h = Ops.Dropout(Ops.Linear(x, A, ABias), Shape.Dropout, dropout, training);
         var mixed = Ops.Add(Ops.Mul(Grouped(h, B, BBias), RouteRow(route, 0)), Ops.Mul(Grouped(h, D, DBias), RouteRow(route, 1)));
         return Ops.Add(x, Ops.Scale(mixed, Shape.Scale));
+    }
+
+    /// <summary>
+    /// X [B, T, W] -> [B, T, W]: each sequence through <see cref="Forward"/> routed by its own row 0 (a ViT's class token;
+    /// LaVIN's CLIP code routes every image by image 0's).
+    /// </summary>
+    public Tensor ForwardEach(Tensor x, bool training, Random dropout)
+    {
+        if (x.Rank != 3 || x.Shape[2] != Width) throw new ArgumentException($"adapter input must be [B, T, {Width}], got {x.ShapeString}", nameof(x));
+        int batch = x.Shape[0], tokens = x.Shape[1];
+        var sequences = new Tensor[batch];
+        for (int b = 0; b < batch; b++)
+        {
+            var sequence = Ops.Slice(x, 0, b, 1).Reshape(tokens, Width);
+            sequences[b] = Forward(sequence, Route(Ops.Slice(sequence, 0, 0, 1)), training, dropout);
+        }
+        return (batch == 1 ? sequences[0] : Ops.Concat(sequences, 0)).Reshape(batch, tokens, Width);
     }
 
     /// <summary>H [T, r] -> [T, W]: output rows of group g from H's columns of group g (a 1x1 conv1d with G groups).</summary>
