@@ -1,4 +1,6 @@
+using System.CommandLine;
 using System.Text.Json.Nodes;
+using Graft.Cli;
 using Graft.Models.Imaging;
 using Graft.Models.Llm;
 using Graft.Models.Vision;
@@ -421,5 +423,36 @@ public class MmaTests
         Assert.Equal(Encode("Image: "), ((TextPart)withImage[0]).Ids);
         Assert.Same(image, withImage[1]);
         Assert.Equal(Encode("Image: N/A"), ((TextPart)Assert.Single(Mma.LeadingParts(Encode, null))).Ids);
+    }
+
+    // The CLI.
+
+    [Fact]
+    public void Cli_creates_an_mma_and_routes_text_through_it_only_when_asked()
+    {
+        using var temp = new TempFolder();
+        string model = PluginFixtures.ModelFolder("qwen2");
+        string plugin = temp.Sub("m.graft");
+        var (code, output, error) = Cli("plugin", "new", "--design", "mma", "--base", model, "--out", plugin, "--seed", "2");
+        Assert.True(code == 0, error);
+        Assert.Contains("wrote untrained mma plug-in to", output);
+        Assert.Equal(0, Cli("logits", "--model", model, "--ids", "1,17,42,9", "--out", temp.Sub("base.safetensors")).ExitCode);
+        Assert.Equal(0, Cli("logits", "--model", model, "--plugin", plugin, "--ids", "1,17,42,9", "--out", temp.Sub("default.safetensors")).ExitCode);
+        Assert.Equal(File.ReadAllBytes(temp.Sub("base.safetensors")), File.ReadAllBytes(temp.Sub("default.safetensors")));
+
+        (code, output, error) = Cli("logits", "--model", model, "--plugin", plugin, "--ids", "1,17,42,9", "--text-route", "plugin", "--out", temp.Sub("routed.safetensors"));
+        Assert.True(code == 0, error);
+        Assert.Contains("wrote logits [5, 384]", output);
+    }
+
+    private static (int ExitCode, string Output, string Error) Cli(params string[] args)
+    {
+        var root = new RootCommand();
+        root.Subcommands.Add(PluginCommand.Create());
+        root.Subcommands.Add(LogitsCommand.Create());
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
+        return (code, output.ToString(), error.ToString());
     }
 }
