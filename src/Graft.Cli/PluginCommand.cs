@@ -51,15 +51,19 @@ public static class PluginCommand
 
     public static int RunNew(string design, string baseFolder, string? visionSpec, string outputFolder, int seed, string tune, TextWriter output)
     {
-        if (design != Bridge.DesignName)
+        if (!PluginFile.Designs.Contains(design))
             throw new ArgumentException($"--design: '{design}' is not a design this build creates ({string.Join(", ", PluginFile.Designs)})");
         if (!Enum.TryParse<BridgeTune>(tune, ignoreCase: true, out var bridgeTune) || !Enum.IsDefined(bridgeTune))
             throw new ArgumentException($"--tune: '{tune}' is not projector or full");
         using var model = DecoderModel.Load(baseFolder);
         var vision = ParseVision(visionSpec ?? DefaultVision);
-        var plugin = Bridge.Create(model, vision, new BridgeOptions { Seed = seed, Tune = bridgeTune });
+        IPlugin plugin = design switch
+        {
+            InnerAdaptor.DesignName => InnerAdaptor.Create(model, vision, new InnerAdaptorOptions { Seed = seed }),
+            _ => Bridge.Create(model, vision, new BridgeOptions { Seed = seed, Tune = bridgeTune }),
+        };
         var manifest = PluginFile.Save(plugin, outputFolder);
-        output.WriteLine($"wrote untrained {design} plug-in ({bridgeTune.ToString().ToLowerInvariant()}) to {outputFolder}");
+        output.WriteLine($"wrote untrained {design} plug-in ({manifest.HyperParameters["tune"]?.ToString() ?? manifest.HyperParameters["preset"]}) to {outputFolder}");
         output.WriteLine($"base: {manifest.Base.Architecture} {manifest.Base.Fingerprint}");
         output.WriteLine($"vision: {vision.Kind} ({vision.TokensPerImage} tokens x {vision.FeatureWidth})");
         output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
