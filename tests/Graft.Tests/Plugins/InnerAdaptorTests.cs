@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Graft.Cli;
 using Graft.Models.Llm;
 using Graft.Plugins;
 using Graft.Tensors;
@@ -282,5 +283,23 @@ public class InnerAdaptorTests
         json["hyper_parameters"]!["preset"] = "iaa-14";
         File.WriteAllText(Path.Combine(path, PluginManifest.FileName), json.ToJsonString());
         Assert.Contains("preset iaa-14 on 2 layers is [0, 1]", Assert.Throws<PluginFormatException>(() => PluginFile.Load(path, model)).Message);
+    }
+
+    [Fact]
+    public void The_cli_creates_an_iaa_14_plugin_that_loads_and_inspects_by_part()
+    {
+        using var temp = new TempFolder();
+        string folder = temp.Sub("iaa.graft");
+        var output = new StringWriter();
+        Assert.Equal(0, PluginCommand.RunNew(InnerAdaptor.DesignName, PluginFixtures.ModelFolder("llama"), null, folder, 3, "projector", output));
+        Assert.Contains("wrote untrained inner-adaptor plug-in (iaa-14)", output.ToString());
+        using var model = DecoderModel.Load(PluginFixtures.ModelFolder("llama"));
+        var loaded = Assert.IsType<InnerAdaptor>(PluginFile.Load(folder, model));
+        Assert.Equal([0, 1, 2], loaded.InsertAfter);
+        output = new StringWriter();
+        PluginCommand.RunInspect(folder, output);
+        // Per inner layer of the tiny Llama (64 wide, 4 heads of 32, 2 KV heads, FFN 160): norms, q, k, v, o, gate, up, down.
+        int perLayer = 2 * 64 + 128 * 64 + 2 * 64 * 64 + 64 * 128 + 3 * 160 * 64;
+        Assert.Contains($"  inner_layers: {3 * perLayer:N0} in 27 tensors", output.ToString());
     }
 }
