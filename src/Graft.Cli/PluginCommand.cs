@@ -8,7 +8,7 @@ using Graft.Tensors.SafeTensors;
 namespace Graft.Cli;
 
 /// <summary>
-/// `graft plugin new --design bridge --base DIR [--vision SPEC] --out NAME.graft [--seed S] [--tune projector|full]`
+/// `graft plugin new --design bridge|mma|inner-adaptor --base DIR [--vision SPEC] --out NAME.graft [--seed S] [--tune projector|full]`
 /// and `graft plugin inspect NAME.graft`; also the plug-in side of `graft logits --plugin`.
 /// </summary>
 public static class PluginCommand
@@ -60,10 +60,13 @@ public static class PluginCommand
         IPlugin plugin = design switch
         {
             InnerAdaptor.DesignName => InnerAdaptor.Create(model, vision, new InnerAdaptorOptions { Seed = seed }),
+            Mma.DesignName => Mma.Create(model, vision, new MmaOptions { Seed = seed }),
             _ => Bridge.Create(model, vision, new BridgeOptions { Seed = seed, Tune = bridgeTune }),
         };
         var manifest = PluginFile.Save(plugin, outputFolder);
-        output.WriteLine($"wrote untrained {design} plug-in ({manifest.HyperParameters["tune"]?.ToString() ?? manifest.HyperParameters["preset"]}) to {outputFolder}");
+        output.WriteLine(design == Bridge.DesignName
+            ? $"wrote untrained {design} plug-in ({bridgeTune.ToString().ToLowerInvariant()}) to {outputFolder}"
+            : $"wrote untrained {design} plug-in to {outputFolder}");
         output.WriteLine($"base: {manifest.Base.Architecture} {manifest.Base.Fingerprint}");
         output.WriteLine($"vision: {vision.Kind} ({vision.TokensPerImage} tokens x {vision.FeatureWidth})");
         output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
@@ -75,14 +78,14 @@ public static class PluginCommand
         var manifest = PluginFile.ReadManifest(folder);
         string tensorsPath = Path.Combine(folder, PluginFile.TensorsFileName);
         output.WriteLine($"design: {manifest.Design} (format {manifest.FormatVersion})");
-        output.WriteLine($"hyper-parameters: {manifest.HyperParameters.ToJsonString()}");
+        output.WriteLine($"hyper-parameters: {manifest.HyperParameters.ToJsonString(PluginManifest.JsonOptions)}");
         var b = manifest.Base;
         output.WriteLine($"base: {b.Architecture} ({b.Family}), {b.NumLayers} layers, hidden {b.HiddenSize}, vocab {b.VocabSize}");
         output.WriteLine($"base fingerprint: {b.Fingerprint}");
         output.WriteLine(manifest.Vision is { } v
             ? $"vision: {v.Kind} ({v.TokensPerImage} tokens x {v.FeatureWidth}), fingerprint {v.Fingerprint}"
             : "vision: none");
-        output.WriteLine($"training: {manifest.Training.ToJsonString()}");
+        output.WriteLine($"training: {manifest.Training.ToJsonString(PluginManifest.JsonOptions)}");
         using (var file = SafeTensorsFile.Open(tensorsPath))
         {
             var partOf = (manifest.TensorParts ?? new Dictionary<string, string[]>())
@@ -99,16 +102,17 @@ public static class PluginCommand
 
     /// <summary>
     /// `graft logits --plugin`: the request goes through a host holding the base and this plug-in, so a prompt without
-    /// an image is the base's own forward. <paramref name="idsText"/> lists token ids and, with an image, the word
+    /// an image is the base's own forward (unless <paramref name="textRoute"/> sends text through the plug-in). <paramref name="idsText"/> lists token ids and, with an image, the word
     /// `image` where the image goes (e.g. 1,image,5,6).
     /// </summary>
-    public static int RunLogits(string modelFolder, string pluginFolder, string idsText, string? imagePath, string outputPath, TextWriter output)
+    public static int RunLogits(string modelFolder, string pluginFolder, string idsText, string? imagePath, string outputPath, TextWriter output,
+        TextRoute textRoute = TextRoute.Base)
     {
         using var model = DecoderModel.Load(modelFolder);
         var manifest = PluginFile.ReadManifest(pluginFolder);
         var vision = manifest.Vision is { } description ? VisionFor(description, Path.Combine(pluginFolder, PluginManifest.FileName)) : null;
         var host = new PluginHost(model);
-        host.Attach("plugin", PluginFile.Load(pluginFolder, model, vision));
+        host.Attach("plugin", PluginFile.Load(pluginFolder, model, vision), textRoute);
         var image = imagePath is null ? null : ImageDecoder.Load(imagePath);
         var logits = host.Forward("plugin", ParsePrompt(idsText, image));
         SafeTensorsWriter.Write(outputPath, [KeyValuePair.Create("logits", logits)]);

@@ -292,7 +292,7 @@ public class InnerAdaptorTests
         string folder = temp.Sub("iaa.graft");
         var output = new StringWriter();
         Assert.Equal(0, PluginCommand.RunNew(InnerAdaptor.DesignName, PluginFixtures.ModelFolder("llama"), null, folder, 3, "projector", output));
-        Assert.Contains("wrote untrained inner-adaptor plug-in (iaa-14)", output.ToString());
+        Assert.Contains("wrote untrained inner-adaptor plug-in to", output.ToString());
         using var model = DecoderModel.Load(PluginFixtures.ModelFolder("llama"));
         var loaded = Assert.IsType<InnerAdaptor>(PluginFile.Load(folder, model));
         Assert.Equal([0, 1, 2], loaded.InsertAfter);
