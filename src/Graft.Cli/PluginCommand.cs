@@ -8,7 +8,7 @@ using Graft.Tensors.SafeTensors;
 namespace Graft.Cli;
 
 /// <summary>
-/// `graft plugin new --design bridge|mma --base DIR [--vision SPEC] --out NAME.graft [--seed S] [--tune projector|full]`
+/// `graft plugin new --design bridge|mma|inner-adaptor --base DIR [--vision SPEC] --out NAME.graft [--seed S] [--tune projector|full]`
 /// and `graft plugin inspect NAME.graft`; also the plug-in side of `graft logits --plugin`.
 /// </summary>
 public static class PluginCommand
@@ -62,6 +62,7 @@ public static class PluginCommand
         var vision = ParseVision(visionSpec ?? DefaultVision);
         IPlugin plugin = design switch
         {
+            InnerAdaptor.DesignName => InnerAdaptor.Create(model, vision, new InnerAdaptorOptions { Seed = seed }),
             Mma.DesignName => Mma.Create(model, vision, new MmaOptions { Seed = seed }),
             _ => Bridge.Create(model, vision, new BridgeOptions { Seed = seed, Tune = bridgeTune }),
         };
