@@ -52,6 +52,17 @@ public sealed class PluginSession
     {
         ArgumentNullException.ThrowIfNull(prompt);
         if (maxNewTokens is int n) ArgumentOutOfRangeException.ThrowIfNegativeOrZero(n);
+        int vocabulary = Host.Base.Config.VocabSize, position = 0;
+        foreach (var part in prompt.Parts)
+        {
+            if (part is not TextPart text) continue;
+            foreach (var id in text.Ids)
+            {
+                if ((uint)id >= (uint)vocabulary)
+                    throw new ArgumentException($"prompt token {position} has id {id}, outside the base's vocabulary of {vocabulary}; is the tokenizer the model's?", nameof(prompt));
+                position++;
+            }
+        }
         var plugin = Host.Route(PluginName, prompt);
         PreparedInput? prepared = null;
         if (plugin is not null)
