@@ -19,6 +19,10 @@ public sealed class WiringCliTests : IDisposable
         _model = WiringVisionTests.CopyTower(PluginFixtures.ModelFolder("qwen2"), _temp.Sub("model"));
         var tokenizer = Path.Combine(AppContext.BaseDirectory, "Golden", "tokenizer", "qwen2_style");
         foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" }) File.Copy(Path.Combine(tokenizer, file), Path.Combine(_model, file));
+        // A short context keeps chat's 1024-token answers (which a random base never ends) quick: both commands stop at it.
+        string config = Path.Combine(_model, "config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"max_position_embeddings\": 512", "\"max_position_embeddings\": 64"));
+        Assert.Contains("\"max_position_embeddings\": 64", File.ReadAllText(config));
         _image = _temp.Sub("image.ppm");
         File.WriteAllBytes(_image, [.. "P6\n4 4\n255\n"u8.ToArray(), .. Enumerable.Range(0, 48).Select(i => (byte)(i * 5))]);
     }
