@@ -74,14 +74,14 @@ public static class PluginCommand
         var manifest = PluginFile.ReadManifest(folder);
         string tensorsPath = Path.Combine(folder, PluginFile.TensorsFileName);
         output.WriteLine($"design: {manifest.Design} (format {manifest.FormatVersion})");
-        output.WriteLine($"hyper-parameters: {manifest.HyperParameters.ToJsonString()}");
+        output.WriteLine($"hyper-parameters: {manifest.HyperParameters.ToJsonString(PluginManifest.JsonOptions)}");
         var b = manifest.Base;
         output.WriteLine($"base: {b.Architecture} ({b.Family}), {b.NumLayers} layers, hidden {b.HiddenSize}, vocab {b.VocabSize}");
         output.WriteLine($"base fingerprint: {b.Fingerprint}");
         output.WriteLine(manifest.Vision is { } v
             ? $"vision: {v.Kind} ({v.TokensPerImage} tokens x {v.FeatureWidth}), fingerprint {v.Fingerprint}"
             : "vision: none");
-        output.WriteLine($"training: {manifest.Training.ToJsonString()}");
+        output.WriteLine($"training: {manifest.Training.ToJsonString(PluginManifest.JsonOptions)}");
         using (var file = SafeTensorsFile.Open(tensorsPath))
         {
             var partOf = (manifest.TensorParts ?? new Dictionary<string, string[]>())
