@@ -93,15 +93,16 @@ public sealed class WiringCliTests : IDisposable
     public void Generate_reports_an_image_without_a_plugin_an_unreadable_image_and_a_wrong_or_missing_tower_in_one_line()
     {
         string plugin = NewPlugin("clip.graft", WiringVisionTests.Tower("clip_vision"));
+        string plain = NewPlugin("b.graft");
         var cases = new (string[] Args, string Message)[]
         {
             (["--image", _image], "--image needs a --plugin"),
-            (["--plugin", NewPlugin("b.graft"), "--image", _temp.Sub("missing.png")], "missing.png"),
+            (["--plugin", plain, "--image", _temp.Sub("missing.png")], "missing.png"),
             (["--plugin", plugin, "--image", _image], "give its folder with --vision DIR"),
             (["--plugin", plugin, "--image", _image, "--vision", WiringVisionTests.Tower("siglip_head")], "vision kind: plug-in expects clip, given siglip"),
         };
         File.WriteAllText(_temp.Sub("broken.png"), "not a png");
-        cases = [.. cases, (["--plugin", NewPlugin("c.graft"), "--image", _temp.Sub("broken.png")], "broken.png")];
+        cases = [.. cases, (["--plugin", plain, "--image", _temp.Sub("broken.png")], "broken.png")];
         foreach (var (args, message) in cases)
         {
             var (code, output, error) = Invoke(null, ["generate", "--model", _model, "--prompt", Prompt, .. args]);
