@@ -8,7 +8,7 @@ using Graft.Tensors.SafeTensors;
 namespace Graft.Cli;
 
 /// <summary>
-/// `graft plugin new --design bridge --base DIR [--vision SPEC] --out NAME.graft [--seed S] [--tune projector|full]`
+/// `graft plugin new --design bridge|mma --base DIR [--vision SPEC] --out NAME.graft [--seed S] [--tune projector|full]`
 /// and `graft plugin inspect NAME.graft`; also the plug-in side of `graft logits --plugin [--vision DIR]`. SPEC is
 /// patch-pixels:GRID:CELLS or a CLIP/SigLIP folder (LLaVA's features: layer -2 without the class token, images padded
 /// to square); a plug-in made with a tower is loaded again with --vision naming that tower's folder.
@@ -53,18 +53,41 @@ public static class PluginCommand
 
     public static int RunNew(string design, string baseFolder, string? visionSpec, string outputFolder, int seed, string tune, TextWriter output)
     {
-        if (design != Bridge.DesignName)
+        if (design == VisualExperts.DesignName)
+            return tune == "projector" ? RunNewVisualExperts(baseFolder, visionSpec, outputFolder, seed, output)
+                : throw new ArgumentException($"--tune: '{tune}' is a Bridge option; {VisualExperts.DesignName} takes none");
+        if (!PluginFile.Designs.Contains(design))
             throw new ArgumentException($"--design: '{design}' is not a design this build creates ({string.Join(", ", PluginFile.Designs)})");
         if (!Enum.TryParse<BridgeTune>(tune, ignoreCase: true, out var bridgeTune) || !Enum.IsDefined(bridgeTune))
             throw new ArgumentException($"--tune: '{tune}' is not projector or full");
         using var model = DecoderModel.Load(baseFolder);
         var vision = VisionFrontEnds.Parse(visionSpec ?? DefaultVision);
         using var _ = vision as IDisposable;
-        var plugin = Bridge.Create(model, vision, new BridgeOptions { Seed = seed, Tune = bridgeTune });
+        IPlugin plugin = design switch
+        {
+            Mma.DesignName => Mma.Create(model, vision, new MmaOptions { Seed = seed }),
+            _ => Bridge.Create(model, vision, new BridgeOptions { Seed = seed, Tune = bridgeTune }),
+        };
         var manifest = PluginFile.Save(plugin, outputFolder);
-        output.WriteLine($"wrote untrained {design} plug-in ({bridgeTune.ToString().ToLowerInvariant()}) to {outputFolder}");
+        output.WriteLine(design == Bridge.DesignName
+            ? $"wrote untrained {design} plug-in ({bridgeTune.ToString().ToLowerInvariant()}) to {outputFolder}"
+            : $"wrote untrained {design} plug-in to {outputFolder}");
         output.WriteLine($"base: {manifest.Base.Architecture} {manifest.Base.Fingerprint}");
         output.WriteLine($"vision: {vision.Kind} ({vision.TokensPerImage} tokens x {vision.FeatureWidth})");
+        output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
+        return 0;
+    }
+
+    /// <summary>Visual Experts owns its patch embedding, so it takes no --vision.</summary>
+    private static int RunNewVisualExperts(string baseFolder, string? visionSpec, string outputFolder, int seed, TextWriter output)
+    {
+        if (visionSpec is not null) throw new ArgumentException($"--vision: {VisualExperts.DesignName} has its own trainable patch embedding and takes no vision front end");
+        using var model = DecoderModel.Load(baseFolder);
+        var plugin = VisualExperts.Create(model, new VisualExpertsOptions { Seed = seed });
+        var manifest = PluginFile.Save(plugin, outputFolder);
+        output.WriteLine($"wrote untrained {VisualExperts.DesignName} plug-in to {outputFolder}");
+        output.WriteLine($"base: {manifest.Base.Architecture} {manifest.Base.Fingerprint}");
+        output.WriteLine($"patch embedding: {plugin.Tiling.ImageSize} px tiles, patch {plugin.FrontEnd.PatchSize}, {plugin.TokensPerTile} tokens per tile, up to {plugin.Tiling.MaxTiles} tiles");
         output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
         return 0;
     }
@@ -98,16 +121,16 @@ public static class PluginCommand
 
     /// <summary>
     /// `graft logits --plugin`: the request goes through a host holding the base and this plug-in, so a prompt without
-    /// an image is the base's own forward. <paramref name="idsText"/> lists token ids and, with an image, the word
+    /// an image is the base's own forward (unless <paramref name="textRoute"/> sends text through the plug-in). <paramref name="idsText"/> lists token ids and, with an image, the word
     /// `image` where the image goes (e.g. 1,image,5,6).
     /// </summary>
     public static int RunLogits(string modelFolder, string pluginFolder, string idsText, string? imagePath, string outputPath, TextWriter output,
-        string? visionFolder = null)
+        TextRoute textRoute = TextRoute.Base, string? visionFolder = null)
     {
         using var model = DecoderModel.Load(modelFolder);
         using var vision = PluginGeneration.LoadPlugin(model, pluginFolder, visionFolder, out var plugin) as IDisposable;
         var host = new PluginHost(model);
-        host.Attach("plugin", plugin);
+        host.Attach("plugin", plugin, textRoute);
         var image = imagePath is null ? null : ImageDecoder.Load(imagePath);
         var logits = host.Forward("plugin", ParsePrompt(idsText, image));
         SafeTensorsWriter.Write(outputPath, [KeyValuePair.Create("logits", logits)]);

@@ -245,6 +245,8 @@ public static class VisionFrontEnds
             if (towerFolder is not null) throw new ArgumentException($"--vision: the plug-in's front end is {PatchPixelsFrontEnd.KindName}, which has no folder; leave --vision out");
             return PatchPixelsFrontEnd.FromDescription(expected, manifestPath);
         }
+        if (expected.Kind is not ("clip" or "siglip"))
+            throw new ArgumentException($"the plug-in expects a {expected.Kind} vision front end, which is opened by its design's own code, not from --vision");
         if (towerFolder is null)
         {
             string summary = string.Join(", ", expected.Summary.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value}"));

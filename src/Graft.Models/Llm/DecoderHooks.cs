@@ -15,6 +15,12 @@ namespace Graft.Models.Llm;
 /// </remarks>
 public abstract class DecoderHooks
 {
+    /// <summary>
+    /// The attention mask of every layer for a chunk of <paramref name="queries"/> tokens after <paramref name="queryOffset"/>
+    /// cached ones: causal unless the design hides keys (MMA's modality token, which no later token sees). Asked once per forward.
+    /// </summary>
+    public virtual AttentionMask MaskFor(int queryOffset, int queries) => AttentionMask.Causal(queryOffset);
+
     /// <summary>Before attention: transforms the normed input of layer <paramref name="layer"/>'s attention (MMA's adapters).</summary>
     public virtual Tensor BeforeAttention(int layer, Tensor normedInput, ReadOnlySpan<int> positions) => normedInput;
 
