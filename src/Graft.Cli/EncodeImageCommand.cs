@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Graft.Models.Imaging;
 using Graft.Models.Vision;
+using Graft.Plugins;
 using Graft.Tensors;
 using Graft.Tensors.SafeTensors;
 
@@ -69,13 +70,5 @@ public static class EncodeImageCommand
     }
 
     /// <summary>The folder's preprocessor_config.json, or the family's Hugging Face defaults sized to the tower's image_size.</summary>
-    public static ImageProcessorConfig PreprocessorFor(VisionTowerConfig config, string folder)
-    {
-        string path = Path.Combine(folder, PreprocessorFileName);
-        if (File.Exists(path)) return ImageProcessorConfig.Load(path);
-        int s = config.ImageSize;
-        return config.Kind == VisionTowerKind.Clip
-            ? ImageProcessorConfig.Clip() with { ShortestEdge = s, CropHeight = s, CropWidth = s }
-            : ImageProcessorConfig.Siglip() with { ResizeHeight = s, ResizeWidth = s };
-    }
+    public static ImageProcessorConfig PreprocessorFor(VisionTowerConfig config, string folder) => VisionTowerFrontEnd.PreprocessorFor(config, folder);
 }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using Graft.Models.Chat;
 using Graft.Models.Generation;
+using Graft.Models.Imaging;
 using Graft.Models.Tokenization;
 
 namespace Graft.Cli;
@@ -11,7 +12,10 @@ namespace Graft.Cli;
 /// [--top-p P] [--template NAME]`: streams the completion to stdout and a one-line summary to stderr. Sampling
 /// defaults come from the checkpoint's generation_config.json (greedy unless it sets do_sample); flags override
 /// them. --chat wraps the prompt as one user turn of the checkpoint's chat template; --template names the
-/// template and implies --chat.
+/// template and implies --chat. With --plugin NAME.graft the request goes through a host holding the base and that
+/// plug-in: --image FILE places an image at the design's placeholder (`&lt;image&gt;` before the text of the user turn when
+/// the prompt has none), --vision DIR gives the tower the plug-in was made with; without --image the base alone runs,
+/// token for token as without --plugin.
 /// </summary>
 public static class GenerateCommand
 {
@@ -29,8 +33,11 @@ public static class GenerateCommand
         var topK = new Option<int?>("--top-k") { Description = "Keep the K most likely tokens (0 = off)" };
         var topP = new Option<float?>("--top-p") { Description = "Nucleus sampling threshold in (0, 1] (1 = off)" };
         var template = new Option<string?>("--template") { Description = $"Chat template ({string.Join(", ", ChatTemplates.Names)}); implies --chat" };
+        var plugin = new Option<string?>("--plugin") { Description = "A plug-in folder (NAME.graft) for this model" };
+        var image = new Option<string?>("--image") { Description = "An image for the plug-in (PNG, JPEG, PNM); placed at the design's placeholder, or before the text" };
+        var vision = new Option<string?>("--vision") { Description = "The CLIP/SigLIP folder the plug-in was made with, for plug-ins that need a tower" };
         var command = new Command("generate", "Generate a completion, streamed to stdout");
-        foreach (var option in new Option[] { model, prompt, maxTokens, temperature, seed, chat, topK, topP, template }) command.Options.Add(option);
+        foreach (var option in new Option[] { model, prompt, maxTokens, temperature, seed, chat, topK, topP, template, plugin, image, vision }) command.Options.Add(option);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
             var output = parseResult.InvocationConfiguration.Output;
@@ -47,28 +54,35 @@ public static class GenerateCommand
                 options.Validate();
                 var text = parseResult.GetRequiredValue(prompt);
                 var templateName = parseResult.GetValue(template);
-                int[] ids = parseResult.GetValue(chat) || templateName is not null
-                    ? ChatTemplates.ForCheckpoint(folder, tokenizer, templateName).Encode(tokenizer, [ChatMessage.User(text)], addGenerationPrompt: true)
-                    : tokenizer.Encode(text);
-
-                var sequenceModel = loadModel(folder, ids.Length + options.MaxTokens);
-                try
+                var chatTemplate = parseResult.GetValue(chat) || templateName is not null ? ChatTemplates.ForCheckpoint(folder, tokenizer, templateName) : null;
+                var pluginFolder = parseResult.GetValue(plugin);
+                var imagePath = parseResult.GetValue(image);
+                if (pluginFolder is null)
                 {
-                    var generator = new TextGenerator(tokenizer, sequenceModel, config.EosTokenIds);
-                    var clock = Stopwatch.StartNew();
-                    GenerationResult? result = null;
-                    await foreach (var piece in generator.GenerateAsync(ids, options, r => result = r, cancellationToken))
+                    if (imagePath is not null) throw new ArgumentException("--image needs a --plugin to turn it into embeddings");
+                    if (parseResult.GetValue(vision) is not null) throw new ArgumentException("--vision needs a --plugin that uses it");
+                    int[] ids = chatTemplate is not null
+                        ? chatTemplate.Encode(tokenizer, [ChatMessage.User(text)], addGenerationPrompt: true)
+                        : tokenizer.Encode(text);
+                    var sequenceModel = loadModel(folder, ids.Length + options.MaxTokens);
+                    try
                     {
-                        await output.WriteAsync(piece);
-                        await output.FlushAsync(CancellationToken.None);
+                        await Stream(new TextGenerator(tokenizer, sequenceModel, config.EosTokenIds), ids, options, output, error, cancellationToken);
                     }
-                    await output.WriteLineAsync();
-                    await error.WriteLineAsync(Summary(result!, clock.Elapsed));
+                    finally
+                    {
+                        (sequenceModel as IDisposable)?.Dispose();
+                    }
+                    return 0;
                 }
-                finally
-                {
-                    (sequenceModel as IDisposable)?.Dispose();
-                }
+
+                RgbImage[] images = imagePath is null ? [] : [ImageDecoder.Load(imagePath)];
+                // No session-wide limit: the request sizes its cache to the prompt and --max-tokens, capped as the base is.
+                using var generation = PluginGeneration.Open(folder, pluginFolder, parseResult.GetValue(vision), int.MaxValue);
+                var request = generation.Session.Request(chatTemplate is not null
+                    ? generation.ChatPrompt(tokenizer, chatTemplate, [ChatMessage.User(text)], [images])
+                    : generation.PlainPrompt(tokenizer, text, images), options.MaxTokens);
+                await Stream(new TextGenerator(tokenizer, request, config.EosTokenIds), request.PromptIds, options, output, error, cancellationToken);
                 return 0;
             }
             catch (OperationCanceledException)
@@ -76,13 +90,27 @@ public static class GenerateCommand
                 await error.WriteLineAsync("graft generate: cancelled");
                 return 130;
             }
-            catch (Exception e) when (IsUserError(e))
+            catch (Exception e) when (IsUserError(e) || PluginGeneration.IsUserError(e))
             {
                 await error.WriteLineAsync("graft generate: " + e.Message);
                 return 1;
             }
         });
         return command;
+    }
+
+    private static async Task Stream(TextGenerator generator, IReadOnlyList<int> ids, SamplingOptions options, TextWriter output, TextWriter error,
+        CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        GenerationResult? result = null;
+        await foreach (var piece in generator.GenerateAsync(ids, options, r => result = r, cancellationToken))
+        {
+            await output.WriteAsync(piece);
+            await output.FlushAsync(CancellationToken.None);
+        }
+        await output.WriteLineAsync();
+        await error.WriteLineAsync(Summary(result!, clock.Elapsed));
     }
 
     internal static string Summary(GenerationResult result, TimeSpan elapsed) =>

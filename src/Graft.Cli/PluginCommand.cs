@@ -8,8 +8,10 @@ using Graft.Tensors.SafeTensors;
 namespace Graft.Cli;
 
 /// <summary>
-/// `graft plugin new --design bridge|mma|inner-adaptor --base DIR [--vision SPEC] --out NAME.graft [--seed S] [--tune projector|full]`
-/// and `graft plugin inspect NAME.graft`; also the plug-in side of `graft logits --plugin`.
+/// `graft plugin new --design bridge|mma|inner-adaptor|visual-experts --base DIR [--vision SPEC] --out NAME.graft [--seed S] [--tune projector|full]`
+/// and `graft plugin inspect NAME.graft`; also the plug-in side of `graft logits --plugin [--vision DIR]`. SPEC is
+/// patch-pixels:GRID:CELLS or a CLIP/SigLIP folder (LLaVA's features: layer -2 without the class token, images padded
+/// to square); a plug-in made with a tower is loaded again with --vision naming that tower's folder.
 /// </summary>
 public static class PluginCommand
 {
@@ -59,7 +61,8 @@ public static class PluginCommand
         if (!Enum.TryParse<BridgeTune>(tune, ignoreCase: true, out var bridgeTune) || !Enum.IsDefined(bridgeTune))
             throw new ArgumentException($"--tune: '{tune}' is not projector or full");
         using var model = DecoderModel.Load(baseFolder);
-        var vision = ParseVision(visionSpec ?? DefaultVision);
+        var vision = VisionFrontEnds.Parse(visionSpec ?? DefaultVision);
+        using var _ = vision as IDisposable;
         IPlugin plugin = design switch
         {
             InnerAdaptor.DesignName => InnerAdaptor.Create(model, vision, new InnerAdaptorOptions { Seed = seed }),
@@ -123,13 +126,12 @@ public static class PluginCommand
     /// `image` where the image goes (e.g. 1,image,5,6).
     /// </summary>
     public static int RunLogits(string modelFolder, string pluginFolder, string idsText, string? imagePath, string outputPath, TextWriter output,
-        TextRoute textRoute = TextRoute.Base)
+        TextRoute textRoute = TextRoute.Base, string? visionFolder = null)
     {
         using var model = DecoderModel.Load(modelFolder);
-        var manifest = PluginFile.ReadManifest(pluginFolder);
-        var vision = manifest.Vision is { } description ? VisionFor(description, Path.Combine(pluginFolder, PluginManifest.FileName)) : null;
+        using var vision = PluginGeneration.LoadPlugin(model, pluginFolder, visionFolder, out var plugin) as IDisposable;
         var host = new PluginHost(model);
-        host.Attach("plugin", PluginFile.Load(pluginFolder, model, vision), textRoute);
+        host.Attach("plugin", plugin, textRoute);
         var image = imagePath is null ? null : ImageDecoder.Load(imagePath);
         var logits = host.Forward("plugin", ParsePrompt(idsText, image));
         SafeTensorsWriter.Write(outputPath, [KeyValuePair.Create("logits", logits)]);
@@ -163,27 +165,6 @@ public static class PluginCommand
         return new MultimodalPrompt(parts);
     }
 
-    private static IVisionFrontEnd ParseVision(string spec)
-    {
-        var fields = spec.Split(':');
-        if (fields[0] == PatchPixelsFrontEnd.KindName)
-        {
-            if (fields.Length != 3
-                || !int.TryParse(fields[1], NumberStyles.None, CultureInfo.InvariantCulture, out int grid) || grid <= 0
-                || !int.TryParse(fields[2], NumberStyles.None, CultureInfo.InvariantCulture, out int cells) || cells <= 0)
-                throw new ArgumentException($"--vision: '{spec}' is not patch-pixels:GRID:CELLS with positive integers");
-            return new PatchPixelsFrontEnd(grid, cells);
-        }
-        if (Directory.Exists(spec))
-            throw new ArgumentException($"--vision: '{spec}' is a folder, but CLIP/SigLIP towers cannot be used as front ends in this build yet; use patch-pixels:GRID:CELLS");
-        throw new ArgumentException($"--vision: '{spec}' is neither patch-pixels:GRID:CELLS nor an existing folder");
-    }
-
-    private static IVisionFrontEnd VisionFor(VisionDescription description, string manifestPath) =>
-        description.Kind == PatchPixelsFrontEnd.KindName
-            ? PatchPixelsFrontEnd.FromDescription(description, manifestPath)
-            : throw new ArgumentException($"the plug-in expects a {description.Kind} vision front end, which this build cannot load yet");
-
     /// <summary><see cref="InspectCommand.Guarded"/>, with plug-in and image errors also reported as one line.</summary>
     internal static int Guarded(TextWriter error, Func<int> run)
     {
@@ -191,7 +172,7 @@ public static class PluginCommand
         {
             return InspectCommand.Guarded(error, run);
         }
-        catch (Exception e) when (e is PluginFormatException or PluginCompatibilityException or ImageFormatException or KeyNotFoundException)
+        catch (Exception e) when (PluginGeneration.IsUserError(e))
         {
             error.WriteLine($"error: {e.Message}");
             return 1;

@@ -1,32 +1,22 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using System.Security.Cryptography;
-using System.Text;
 using Graft.Models.Llm;
 using Graft.Tensors;
 
 namespace Graft.Plugins;
 
 /// <summary>
-/// A fingerprint of a base's weights, quick on a multi-GB checkpoint: SHA-256 over the config's shape fields, then,
-/// for every tensor in a fixed order under a canonical name, its name, type, shape and sampled bytes. A tensor of
-/// at most <see cref="WholeTensorBytes"/> is hashed whole; a larger one by <see cref="Samples"/> windows of
-/// <see cref="SampleBytes"/>: the first, the last and evenly strided ones between (at most 64 KiB per tensor, so a
-/// 7B base costs about 20 MB of reads).
+/// A fingerprint of a base's weights (<see cref="SampledFingerprint"/>): the config's shape fields, then every tensor
+/// under a canonical name. A 7B base costs about 20 MB of reads.
 /// </summary>
 /// <remarks>
-/// Fine-tuning by gradient descent moves practically every element of every tensor it trains, so the samples see it.
-/// The limit is deliberate: a change confined to bytes no window covers (say, a few edited rows of a large embedding)
-/// goes unnoticed. Names are the decoder's internal layout (layer i, role), not the file's, so the same weights give
-/// the same fingerprint whether sharded or not; InternLM2's fused q/k/v are hashed as the split parts the decoder runs.
+/// Names are the decoder's internal layout (layer i, role), not the file's, so the same weights give the same
+/// fingerprint whether sharded or not; InternLM2's fused q/k/v are hashed as the split parts the decoder runs.
 /// </remarks>
 public static class BaseFingerprint
 {
-    public const string Scheme = "graft-sampled-v1";
-    public const int SampleBytes = 4096;
-    public const int Samples = 16;
-    public const int WholeTensorBytes = Samples * SampleBytes;
+    public const string Scheme = SampledFingerprint.Scheme;
+    public const int WholeTensorBytes = SampledFingerprint.WholeTensorBytes;
 
     private static readonly ConditionalWeakTable<DecoderModel, string> Computed = new();
 
@@ -39,30 +29,12 @@ public static class BaseFingerprint
 
     public static string Compute(LlmConfig config, DecoderWeights weights)
     {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        void Text(string s) => hash.AppendData(Encoding.UTF8.GetBytes(s + "\n"));
-
-        Text(Scheme);
-        Text(string.Join(",", config.Family, config.Architecture, config.VocabSize, config.HiddenSize, config.IntermediateSize, config.NumLayers,
+        using var fingerprint = new SampledFingerprint();
+        fingerprint.AddText(string.Join(",", config.Family, config.Architecture, config.VocabSize, config.HiddenSize, config.IntermediateSize, config.NumLayers,
             config.NumHeads, config.NumKeyValueHeads, config.HeadDim, config.TieWordEmbeddings, config.QkvBias, config.OutputBias, config.MlpBias,
             config.RopeTheta.ToString("R", CultureInfo.InvariantCulture), config.RmsNormEps.ToString("R", CultureInfo.InvariantCulture)));
-        foreach (var (name, tensor) in Named(weights))
-        {
-            var bytes = tensor.DType == DType.F32 ? MemoryMarshal.AsBytes(tensor.Span) : MemoryMarshal.AsBytes(tensor.HalfBits);
-            Text($"{name} {tensor.DType} {tensor.ShapeString} {bytes.Length}");
-            if (bytes.Length <= WholeTensorBytes)
-            {
-                hash.AppendData(bytes);
-                continue;
-            }
-            long stride = (bytes.Length - SampleBytes) / (Samples - 1);
-            for (int s = 0; s < Samples; s++)
-            {
-                int start = s == Samples - 1 ? bytes.Length - SampleBytes : (int)(s * stride);
-                hash.AppendData(bytes.Slice(start, SampleBytes));
-            }
-        }
-        return "sha256:" + Convert.ToHexStringLower(hash.GetHashAndReset());
+        foreach (var (name, tensor) in Named(weights)) fingerprint.AddTensor(name, tensor);
+        return fingerprint.Finish();
     }
 
     private static IEnumerable<(string Name, Tensor Tensor)> Named(DecoderWeights w)

@@ -50,6 +50,11 @@ public sealed record VisionDescription(string Kind, int FeatureWidth, int Tokens
         if (Kind != actual.Kind) differences.Add($"vision kind: plug-in expects {Kind}, given {actual.Kind}");
         if (FeatureWidth != actual.FeatureWidth) differences.Add($"vision feature width: plug-in expects {FeatureWidth}, given {actual.FeatureWidth}");
         if (TokensPerImage != actual.TokensPerImage) differences.Add($"vision tokens per image: plug-in expects {TokensPerImage}, given {actual.TokensPerImage}");
+        foreach (var key in Summary.Keys.Union(actual.Summary.Keys).Order(StringComparer.Ordinal))
+        {
+            string expected = Summary.GetValueOrDefault(key, "(none)"), given = actual.Summary.GetValueOrDefault(key, "(none)");
+            if (expected != given) differences.Add($"vision {key}: plug-in expects {expected}, given {given}");
+        }
         if (Fingerprint != actual.Fingerprint) differences.Add($"vision fingerprint: plug-in expects {Fingerprint}, given {actual.Fingerprint}");
         return differences;
     }
