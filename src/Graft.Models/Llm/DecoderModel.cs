@@ -90,7 +90,7 @@ public sealed partial class DecoderModel : IDisposable
         for (int i = 0; i < t; i++) positions[i] = offset + i;
         var rope = RopeFor(offset + t);
 
-        var h = embeddings;
+        var h = hooks is null ? embeddings : hooks.Input(embeddings, positions);
         for (int i = 0; i < Weights.Layers.Length; i++)
         {
             var layer = Weights.Layers[i];
