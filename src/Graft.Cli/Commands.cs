@@ -18,5 +18,7 @@ internal static class Commands
         ChatCommand.Create(DecoderSequenceModel.Load),
         EncodeImageCommand.Create(),
         PluginCommand.Create(),
+        EvalCommand.Create(),
+        ReportCommand.Create(),
     ];
 }

@@ -1,0 +1,125 @@
+using System.CommandLine;
+using Graft.Eval;
+using Graft.Models.Imaging;
+using Graft.Models.Llm;
+using Graft.Models.Tokenization;
+using Graft.Plugins;
+using Graft.Tensors.SafeTensors;
+using Graft.Training.Data;
+
+namespace Graft.Cli;
+
+/// <summary>
+/// `graft eval --model DIR [--plugin NAME.graft] [--text-route base|plugin] --bench KIND:PATH [--bench ...]
+/// [--limit N] [--json]`: accuracy overall and per category on the base route or through a plug-in, a progress bar
+/// on stderr.
+/// </summary>
+public static class EvalCommand
+{
+    public static Command Create()
+    {
+        var options = new SharedOptions();
+        var json = new Option<bool>("--json") { Description = "Print the results as JSON instead of a table." };
+        var plugin = new Option<string?>("--plugin") { Description = "A plug-in folder (NAME.graft): images go through it; without one, image items are skipped and counted." };
+        var textRoute = new Option<TextRoute>("--text-route") { Description = "Where text-only requests go with a plug-in: base (Graft's default) or plugin (MMA/WINGS as their authors run them).", DefaultValueFactory = _ => TextRoute.Base };
+        var command = new Command("eval", "Evaluate a model on benchmarks: mmlu:PATH, scienceqa:PATH, shapes:PATH, llava:FILE, iit:TEXTSET,IMAGESET.");
+        options.AddTo(command);
+        command.Options.Add(json);
+        command.Options.Add(plugin);
+        command.Options.Add(textRoute);
+        command.SetAction(parse =>
+        {
+            var output = parse.InvocationConfiguration.Output;
+            var error = parse.InvocationConfiguration.Error;
+            return Guarded("eval", error, () =>
+            {
+                var (folder, benches, evalOptions, progress) = options.Read(parse, error);
+                var pluginFolder = parse.GetValue(plugin);
+                var route = parse.GetValue(textRoute);
+                if (pluginFolder is null && route == TextRoute.Plugin) throw new ArgumentException("--text-route plugin needs --plugin");
+                var run = pluginFolder is null ? Evaluate(folder, benches, evalOptions, progress)
+                    : EvaluatePlugin(folder, pluginFolder, route, benches, evalOptions, progress).Run;
+                output.Write(parse.GetValue(json) ? run.ToJson() : run.Format());
+                return 0;
+            });
+        });
+        return command;
+    }
+
+    /// <summary>Loads the base and its tokenizer and runs every benchmark on the base route.</summary>
+    public static EvalRun Evaluate(string folder, IReadOnlyList<BenchSpec> benches, EvalOptions options, ProgressBar? progress)
+    {
+        using var model = DecoderModel.Load(folder);
+        var scorer = new DecoderScoringModel(model, Tokenizer.FromFolder(folder));
+        return EvalRun.Run(folder, scorer, benches, options, progress);
+    }
+
+    /// <summary>Loads the base, the plug-in (with the vision front end its manifest names) and runs every benchmark through it.</summary>
+    public static (EvalRun Run, long TrainableParameters, bool CanRouteText) EvaluatePlugin(
+        string folder, string pluginFolder, TextRoute? textRoute, IReadOnlyList<BenchSpec> benches, EvalOptions options, ProgressBar? progress)
+    {
+        using var model = DecoderModel.Load(folder);
+        var manifest = PluginFile.ReadManifest(pluginFolder);
+        var vision = manifest.Vision is { } description
+            ? description.Kind == PatchPixelsFrontEnd.KindName
+                ? PatchPixelsFrontEnd.FromDescription(description, Path.Combine(pluginFolder, PluginManifest.FileName))
+                : throw new ArgumentException($"the plug-in expects a {description.Kind} vision front end, which this build cannot load yet")
+            : null;
+        var plugin = PluginFile.Load(pluginFolder, model, vision);
+        var route = textRoute ?? (plugin.CanRouteText ? TextRoute.Plugin : TextRoute.Base);
+        var host = new PluginHost(model);
+        string name = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(pluginFolder));
+        host.Attach(name, plugin, route);
+        var scorer = new PluginScoringModel(host, name, Tokenizer.FromFolder(folder), route);
+        return (EvalRun.Run(folder, scorer, benches, options, progress), plugin.Parameters.Sum(p => (long)p.Tensor.Length), plugin.CanRouteText);
+    }
+
+    /// <summary>Options `eval` and `report` share, read and checked in one place.</summary>
+    internal sealed class SharedOptions
+    {
+        private readonly Option<string> _model = new("--model") { Description = "A Hugging Face model folder (config.json, weights, tokenizer.json).", Required = true };
+        private readonly Option<string[]> _bench = new("--bench") { Description = "KIND:PATH; repeat for several.", Required = true, AllowMultipleArgumentsPerToken = false };
+        private readonly Option<int?> _limit = new("--limit") { Description = "At most N items per benchmark (IIT: N dialogues per configuration)." };
+        private readonly Option<int> _shots = new("--shots") { Description = "MMLU examples before each question.", DefaultValueFactory = _ => 5 };
+        private readonly Option<string> _split = new("--split") { Description = "Split to score (MMLU folder, ScienceQA pid_splits entry).", DefaultValueFactory = _ => "test" };
+        private readonly Option<int> _maxNewTokens = new("--max-new-tokens") { Description = "Greedy tokens for generated answers.", DefaultValueFactory = _ => 32 };
+        private readonly Option<ulong> _seed = new("--seed") { Description = "Seed of the IIT dialogue assembly.", DefaultValueFactory = _ => 1 };
+        private readonly Option<bool> _quiet = new("--quiet") { Description = "No progress bar on stderr." };
+
+        public void AddTo(Command command)
+        {
+            foreach (var option in (Option[])[_model, _bench, _limit, _shots, _split, _maxNewTokens, _seed, _quiet]) command.Options.Add(option);
+        }
+
+        public (string Folder, List<BenchSpec> Benches, EvalOptions Options, ProgressBar? Progress) Read(ParseResult parse, TextWriter error)
+        {
+            var benches = parse.GetValue(_bench)!.Select(BenchSpec.Parse).ToList();
+            var options = new EvalOptions
+            {
+                Limit = parse.GetValue(_limit),
+                Shots = parse.GetValue(_shots),
+                Split = parse.GetValue(_split)!,
+                MaxNewTokens = parse.GetValue(_maxNewTokens),
+                Seed = parse.GetValue(_seed),
+            };
+            options.Validate();
+            return (parse.GetValue(_model)!, benches, options, parse.GetValue(_quiet) ? null : new ProgressBar(error));
+        }
+    }
+
+    /// <summary>Bad input (a missing file, a malformed set, a model that does not fit) is one line on stderr and exit code 1.</summary>
+    internal static int Guarded(string name, TextWriter error, Func<int> run)
+    {
+        try
+        {
+            return run();
+        }
+        catch (Exception e) when (e is DataFormatException or LlmConfigException or SafeTensorsException or IOException
+                                      or ArgumentException or UnauthorizedAccessException or NotSupportedException or System.Text.Json.JsonException
+                                      or PluginFormatException or PluginCompatibilityException or ImageFormatException or KeyNotFoundException)
+        {
+            error.WriteLine($"graft {name}: {e.Message}");
+            return 1;
+        }
+    }
+}
