@@ -51,6 +51,7 @@ public static class PluginCommand
 
     public static int RunNew(string design, string baseFolder, string? visionSpec, string outputFolder, int seed, string tune, TextWriter output)
     {
+        if (design == Wings.DesignName) return RunNewWings(baseFolder, visionSpec, outputFolder, seed, output);
         if (design != Bridge.DesignName)
             throw new ArgumentException($"--design: '{design}' is not a design this build creates ({string.Join(", ", PluginFile.Designs)})");
         if (!Enum.TryParse<BridgeTune>(tune, ignoreCase: true, out var bridgeTune) || !Enum.IsDefined(bridgeTune))
@@ -62,6 +63,16 @@ public static class PluginCommand
         output.WriteLine($"wrote untrained {design} plug-in ({bridgeTune.ToString().ToLowerInvariant()}) to {outputFolder}");
         output.WriteLine($"base: {manifest.Base.Architecture} {manifest.Base.Fingerprint}");
         output.WriteLine($"vision: {vision.Kind} ({vision.TokensPerImage} tokens x {vision.FeatureWidth})");
+        output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
+        return 0;
+    }
+
+    private static int RunNewWings(string baseFolder, string? visionSpec, string outputFolder, int seed, TextWriter output)
+    {
+        using var model = DecoderModel.Load(baseFolder);
+        var plugin = Wings.Create(model, ParseVision(visionSpec ?? DefaultVision), new WingsOptions { Seed = seed });
+        PluginFile.Save(plugin, outputFolder);
+        output.WriteLine($"wrote untrained {Wings.DesignName} plug-in (rank {plugin.Layers[0].Visual.A[0].Shape[1]}) to {outputFolder}");
         output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
         return 0;
     }

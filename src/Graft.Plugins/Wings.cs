@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using Graft.Models.Llm;
 using Graft.Tensors;
@@ -314,19 +315,19 @@ public sealed class Wings : IPlugin
             }
             else if (positions[0] != _isImage.Count)
                 throw new InvalidOperationException($"WINGS: the chunk starts at position {positions[0]}, but this request's learners hold {_isImage.Count} tokens; decode with the hooks of the prefill, chunk after chunk");
-            var imageRows = new List<int>();
-            var textRows = new List<int>();
+            List<int> imageRows = [], textRows = [], imagePositions = [], textPositions = [];
             for (int i = 0; i < t; i++)
             {
                 int p = positions[i];
                 bool image = p < promptImageMask.Length && promptImageMask[p];
                 _isImage.Add(image);
                 (image ? imageRows : textRows).Add(i);
+                (image ? imagePositions : textPositions).Add(p);
             }
             if (imageRows.Count > 0 && positions[0] != 0)
                 throw new NotSupportedException("WINGS: the visual learner lets every token see every image key, so the image tokens must be in the first chunk of a request; prefill the prompt in one chunk");
-            _chunkImagePositions = imageRows.Select(i => positions[i]).ToArray();
-            _chunkTextPositions = textRows.Select(i => positions[i]).ToArray();
+            _chunkImagePositions = imagePositions.ToArray();
+            _chunkTextPositions = textPositions.ToArray();
             _chunkImageRows = imageRows.Count > 0 ? Ops.GatherRows(embeddings, imageRows.ToArray()) : null;
             _chunkTextRows = textRows.Count > 0 ? Ops.GatherRows(embeddings, textRows.ToArray()) : null;
             _rope = plugin.RopeFor(positions[t - 1] + 1);
@@ -346,7 +347,7 @@ public sealed class Wings : IPlugin
                 var added = w.Textual.KeysValues(_chunkTextRows, _chunkTextPositions, _rope);
                 _textual[layer] = _textual[layer] is { } held ? held.Append(added) : added;
             }
-            return w.Forward(hidden, attentionWeights, positions, _visual[layer], _textual[layer], System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_isImage), _rope);
+            return w.Forward(hidden, attentionWeights, positions, _visual[layer], _textual[layer], CollectionsMarshal.AsSpan(_isImage), _rope);
         }
     }
 }
