@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Graft.Cli;
 using Graft.Models.Llm;
 using Graft.Plugins;
 using Graft.Tensors;
@@ -260,5 +261,23 @@ public class WingsTests
         int d = 64, r = 4, dv = 12;
         long expected = d * dv + d + d * d + d + model.Config.NumLayers * (16L * d * r + 2 * 2 + 2);
         Assert.Equal(expected, a.Parameters.Sum(p => (long)p.Tensor.Length));
+    }
+
+    [Fact]
+    public void Plugin_new_creates_a_wings_folder_that_inspect_reports_by_part_and_that_loads()
+    {
+        using var temp = new TempFolder();
+        string folder = temp.Sub("w.graft");
+        var output = new StringWriter();
+        Assert.Equal(0, PluginCommand.RunNew("wings", PluginFixtures.ModelFolder("llama"), null, folder, 3, "projector", output));
+        Assert.Contains("wrote untrained wings plug-in (rank 4)", output.ToString());
+        output = new StringWriter();
+        PluginCommand.RunInspect(folder, output);
+        // 3 layers of 8 (A [64, 4], B [4, 64]) per learner; routers [2, 2] + [2].
+        Assert.Contains($"  visual: {3 * 8 * 64 * 4:N0} in 24 tensors", output.ToString());
+        Assert.Contains($"  textual: {3 * 8 * 64 * 4:N0} in 24 tensors", output.ToString());
+        Assert.Contains($"  router: {3 * 6:N0} in 6 tensors", output.ToString());
+        using var model = DecoderModel.Load(PluginFixtures.ModelFolder("llama"));
+        Assert.IsType<Wings>(PluginFile.Load(folder, model));
     }
 }
