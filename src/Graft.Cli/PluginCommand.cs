@@ -8,7 +8,7 @@ using Graft.Tensors.SafeTensors;
 namespace Graft.Cli;
 
 /// <summary>
-/// `graft plugin new --design bridge --base DIR [--vision SPEC] --out NAME.graft [--seed S] [--tune projector|full]`
+/// `graft plugin new --design bridge|mma --base DIR [--vision SPEC] --out NAME.graft [--seed S] [--tune projector|full]`
 /// and `graft plugin inspect NAME.graft`; also the plug-in side of `graft logits --plugin`.
 /// </summary>
 public static class PluginCommand
@@ -51,28 +51,24 @@ public static class PluginCommand
 
     public static int RunNew(string design, string baseFolder, string? visionSpec, string outputFolder, int seed, string tune, TextWriter output)
     {
-        if (design == Wings.DesignName) return RunNewWings(baseFolder, visionSpec, outputFolder, seed, output);
-        if (design != Bridge.DesignName)
+        if (!PluginFile.Designs.Contains(design))
             throw new ArgumentException($"--design: '{design}' is not a design this build creates ({string.Join(", ", PluginFile.Designs)})");
         if (!Enum.TryParse<BridgeTune>(tune, ignoreCase: true, out var bridgeTune) || !Enum.IsDefined(bridgeTune))
             throw new ArgumentException($"--tune: '{tune}' is not projector or full");
         using var model = DecoderModel.Load(baseFolder);
         var vision = ParseVision(visionSpec ?? DefaultVision);
-        var plugin = Bridge.Create(model, vision, new BridgeOptions { Seed = seed, Tune = bridgeTune });
+        IPlugin plugin = design switch
+        {
+            Mma.DesignName => Mma.Create(model, vision, new MmaOptions { Seed = seed }),
+            Wings.DesignName => Wings.Create(model, vision, new WingsOptions { Seed = seed }),
+            _ => Bridge.Create(model, vision, new BridgeOptions { Seed = seed, Tune = bridgeTune }),
+        };
         var manifest = PluginFile.Save(plugin, outputFolder);
-        output.WriteLine($"wrote untrained {design} plug-in ({bridgeTune.ToString().ToLowerInvariant()}) to {outputFolder}");
+        output.WriteLine(design == Bridge.DesignName
+            ? $"wrote untrained {design} plug-in ({bridgeTune.ToString().ToLowerInvariant()}) to {outputFolder}"
+            : $"wrote untrained {design} plug-in to {outputFolder}");
         output.WriteLine($"base: {manifest.Base.Architecture} {manifest.Base.Fingerprint}");
         output.WriteLine($"vision: {vision.Kind} ({vision.TokensPerImage} tokens x {vision.FeatureWidth})");
-        output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
-        return 0;
-    }
-
-    private static int RunNewWings(string baseFolder, string? visionSpec, string outputFolder, int seed, TextWriter output)
-    {
-        using var model = DecoderModel.Load(baseFolder);
-        var plugin = Wings.Create(model, ParseVision(visionSpec ?? DefaultVision), new WingsOptions { Seed = seed });
-        PluginFile.Save(plugin, outputFolder);
-        output.WriteLine($"wrote untrained {Wings.DesignName} plug-in (rank {plugin.Layers[0].Visual.A[0].Shape[1]}) to {outputFolder}");
         output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
         return 0;
     }
@@ -82,14 +78,14 @@ public static class PluginCommand
         var manifest = PluginFile.ReadManifest(folder);
         string tensorsPath = Path.Combine(folder, PluginFile.TensorsFileName);
         output.WriteLine($"design: {manifest.Design} (format {manifest.FormatVersion})");
-        output.WriteLine($"hyper-parameters: {manifest.HyperParameters.ToJsonString()}");
+        output.WriteLine($"hyper-parameters: {manifest.HyperParameters.ToJsonString(PluginManifest.JsonOptions)}");
         var b = manifest.Base;
         output.WriteLine($"base: {b.Architecture} ({b.Family}), {b.NumLayers} layers, hidden {b.HiddenSize}, vocab {b.VocabSize}");
         output.WriteLine($"base fingerprint: {b.Fingerprint}");
         output.WriteLine(manifest.Vision is { } v
             ? $"vision: {v.Kind} ({v.TokensPerImage} tokens x {v.FeatureWidth}), fingerprint {v.Fingerprint}"
             : "vision: none");
-        output.WriteLine($"training: {manifest.Training.ToJsonString()}");
+        output.WriteLine($"training: {manifest.Training.ToJsonString(PluginManifest.JsonOptions)}");
         using (var file = SafeTensorsFile.Open(tensorsPath))
         {
             var partOf = (manifest.TensorParts ?? new Dictionary<string, string[]>())
@@ -106,16 +102,17 @@ public static class PluginCommand
 
     /// <summary>
     /// `graft logits --plugin`: the request goes through a host holding the base and this plug-in, so a prompt without
-    /// an image is the base's own forward. <paramref name="idsText"/> lists token ids and, with an image, the word
+    /// an image is the base's own forward (unless <paramref name="textRoute"/> sends text through the plug-in). <paramref name="idsText"/> lists token ids and, with an image, the word
     /// `image` where the image goes (e.g. 1,image,5,6).
     /// </summary>
-    public static int RunLogits(string modelFolder, string pluginFolder, string idsText, string? imagePath, string outputPath, TextWriter output)
+    public static int RunLogits(string modelFolder, string pluginFolder, string idsText, string? imagePath, string outputPath, TextWriter output,
+        TextRoute textRoute = TextRoute.Base)
     {
         using var model = DecoderModel.Load(modelFolder);
         var manifest = PluginFile.ReadManifest(pluginFolder);
         var vision = manifest.Vision is { } description ? VisionFor(description, Path.Combine(pluginFolder, PluginManifest.FileName)) : null;
         var host = new PluginHost(model);
-        host.Attach("plugin", PluginFile.Load(pluginFolder, model, vision));
+        host.Attach("plugin", PluginFile.Load(pluginFolder, model, vision), textRoute);
         var image = imagePath is null ? null : ImageDecoder.Load(imagePath);
         var logits = host.Forward("plugin", ParsePrompt(idsText, image));
         SafeTensorsWriter.Write(outputPath, [KeyValuePair.Create("logits", logits)]);

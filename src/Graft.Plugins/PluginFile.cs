@@ -22,7 +22,7 @@ public static class PluginFile
     public const string TensorsFileName = "plugin.safetensors";
 
     /// <summary>The designs this build can load.</summary>
-    public static IReadOnlyList<string> Designs { get; } = [Bridge.DesignName, Wings.DesignName];
+    public static IReadOnlyList<string> Designs { get; } = [Bridge.DesignName, Mma.DesignName, Wings.DesignName];
 
     /// <summary>Writes <paramref name="plugin"/> to <paramref name="folder"/> (created if needed); returns the manifest as written.</summary>
     public static PluginManifest Save(IPlugin plugin, string folder)
@@ -74,6 +74,7 @@ public static class PluginFile
         var expected = manifest.Design switch
         {
             Bridge.DesignName => Bridge.ExpectedShapes(manifest, manifestPath),
+            Mma.DesignName => Mma.ExpectedShapes(manifest, manifestPath),
             Wings.DesignName => Wings.ExpectedShapes(manifest, manifestPath),
             _ => throw new PluginFormatException(manifestPath, $"design '{manifest.Design}' is not one this build loads ({string.Join(", ", Designs)})", "design"),
         };
@@ -91,6 +92,7 @@ public static class PluginFile
         return manifest.Design switch
         {
             Bridge.DesignName => Bridge.Restore(manifest, tensors, baseModel, vision, manifestPath),
+            Mma.DesignName => Mma.Restore(manifest, tensors, baseModel, vision, manifestPath),
             Wings.DesignName => Wings.Restore(manifest, tensors, baseModel, vision, manifestPath),
             _ => throw new PluginFormatException(manifestPath, $"design '{manifest.Design}' is not one this build loads", "design"),
         };

@@ -78,7 +78,10 @@ public sealed record PluginManifest
     /// <summary>SHA-256 (hex) of plugin.safetensors, as saved.</summary>
     public string? TensorsSha256 { get; init; }
 
-    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+    /// <summary>Readable JSON: markers such as "&lt;image&gt;" are written as they are, not as \u003C escapes.</summary>
+    public static JsonSerializerOptions JsonOptions { get; } = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    private static readonly JsonSerializerOptions Indented = new(JsonOptions) { WriteIndented = true };
 
     public string ToJson()
     {

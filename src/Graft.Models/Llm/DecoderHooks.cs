@@ -15,6 +15,12 @@ namespace Graft.Models.Llm;
 /// </remarks>
 public abstract class DecoderHooks
 {
+    /// <summary>
+    /// The attention mask of every layer for a chunk of <paramref name="queries"/> tokens after <paramref name="queryOffset"/>
+    /// cached ones: causal unless the design hides keys (MMA's modality token, which no later token sees). Asked once per forward.
+    /// </summary>
+    public virtual AttentionMask MaskFor(int queryOffset, int queries) => AttentionMask.Causal(queryOffset);
+
     /// <summary>Input: the chunk's input embeddings [T, C] before layer 0 (WINGS keeps the text tokens' rows as its textual learner's keys).</summary>
     public virtual Tensor Input(Tensor embeddings, ReadOnlySpan<int> positions) => embeddings;
 

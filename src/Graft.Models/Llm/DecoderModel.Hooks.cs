@@ -6,11 +6,11 @@ namespace Graft.Models.Llm;
 public sealed partial class DecoderModel
 {
     /// <summary>One decoder layer with the plug-in's hooks at each of its points; the same operations as the plain layer otherwise.</summary>
-    private Tensor HookedLayer(DecoderLayerWeights w, Tensor h, int[] positions, RotaryEmbedding rope, KvCache? cache, int i, DecoderHooks hooks)
+    private Tensor HookedLayer(DecoderLayerWeights w, Tensor h, int[] positions, RotaryEmbedding rope, KvCache? cache, int i, DecoderHooks hooks, AttentionMask mask)
     {
         float eps = Config.RmsNormEps;
         var normed = hooks.BeforeAttention(i, Ops.RmsNorm(h, w.AttentionNorm, eps), positions);
-        var (attended, weights) = Attention(w, normed, positions, rope, cache, i, hooks.NeedsAttentionWeights(i));
+        var (attended, weights) = Attention(w, normed, positions, rope, cache, i, hooks.NeedsAttentionWeights(i), mask);
         h = hooks.BesideAttention(i, Ops.Add(h, attended), weights, positions);
         h = Ops.Add(h, hooks.FeedForward(i, Ops.RmsNorm(h, w.FfnNorm, eps), x => FeedForward(w, x), positions));
         return hooks.AfterLayer(i, h, positions);

@@ -90,13 +90,14 @@ public sealed partial class DecoderModel : IDisposable
         for (int i = 0; i < t; i++) positions[i] = offset + i;
         var rope = RopeFor(offset + t);
 
+        var mask = hooks?.MaskFor(offset, t);
         var h = hooks is null ? embeddings : hooks.Input(embeddings, positions);
         for (int i = 0; i < Weights.Layers.Length; i++)
         {
             var layer = Weights.Layers[i];
             if (hooks is not null)
             {
-                h = HookedLayer(layer, h, positions, rope, cache, i, hooks);
+                h = HookedLayer(layer, h, positions, rope, cache, i, hooks, mask!);
                 continue;
             }
             h = Ops.Add(h, Attention(layer, Ops.RmsNorm(h, layer.AttentionNorm, c.RmsNormEps), positions, rope, cache, i).Output);
@@ -112,9 +113,10 @@ public sealed partial class DecoderModel : IDisposable
 
     /// <summary>
     /// x [T, C] -> [T, C]: grouped-query causal attention over the cached and new tokens; with <paramref name="returnWeights"/>
-    /// also its probabilities [1, H, T, cached + T].
+    /// also its probabilities [1, H, T, cached + T]. A hook's <paramref name="mask"/> replaces the causal one.
     /// </summary>
-    private (Tensor Output, Tensor? Weights) Attention(DecoderLayerWeights w, Tensor x, int[] positions, RotaryEmbedding rope, KvCache? cache, int layer, bool returnWeights = false)
+    private (Tensor Output, Tensor? Weights) Attention(DecoderLayerWeights w, Tensor x, int[] positions, RotaryEmbedding rope, KvCache? cache, int layer,
+        bool returnWeights = false, AttentionMask? mask = null)
     {
         var c = Config;
         int t = x.Shape[0];
@@ -127,7 +129,7 @@ public sealed partial class DecoderModel : IDisposable
             offset = cache.Length;
             (k, v) = cache.Append(layer, k, v);
         }
-        var (attended, weights) = Ops.Attention(q, k, v, AttentionMask.Causal(offset), _attentionScale, returnWeights);
+        var (attended, weights) = Ops.Attention(q, k, v, mask ?? AttentionMask.Causal(offset), _attentionScale, returnWeights);
         return (Ops.Linear(attended.Reshape(t, c.NumHeads * c.HeadDim), w.Output, w.OutputBias), weights);
     }
 

@@ -270,7 +270,7 @@ public class WingsTests
         string folder = temp.Sub("w.graft");
         var output = new StringWriter();
         Assert.Equal(0, PluginCommand.RunNew("wings", PluginFixtures.ModelFolder("llama"), null, folder, 3, "projector", output));
-        Assert.Contains("wrote untrained wings plug-in (rank 4)", output.ToString());
+        Assert.Contains("wrote untrained wings plug-in to", output.ToString());
         output = new StringWriter();
         PluginCommand.RunInspect(folder, output);
         // 3 layers of 8 (A [64, 4], B [4, 64]) per learner; routers [2, 2] + [2].
