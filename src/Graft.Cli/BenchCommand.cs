@@ -18,6 +18,7 @@ internal static class BenchCommand
         var bench = new Command("bench", "Time engine kernels against a peer implementation in the same run.");
         bench.Subcommands.Add(GemmBench.Create());
         bench.Subcommands.Add(VisionBench.Create());
+        bench.Subcommands.Add(DecodeBench.Create());
         return bench;
     }
 }
@@ -196,7 +197,7 @@ internal static class GemmBench
     }
 
     /// <summary>GB/s reading 1 GiB of floats, summed by every core at once (the ceiling for weight streaming).</summary>
-    static unsafe double MeasureReadBandwidth()
+    internal static unsafe double MeasureReadBandwidth()
     {
         long count = BandwidthBytes / sizeof(float);
         float* data = (float*)NativeMemory.AlignedAlloc((nuint)BandwidthBytes, 64);

@@ -8,7 +8,7 @@ using Graft.Tensors.SafeTensors;
 namespace Graft.Cli;
 
 /// <summary>
-/// `graft plugin new --design bridge|mma --base DIR [--vision SPEC] --out NAME.graft [--seed S] [--tune projector|full]`
+/// `graft plugin new --design bridge|mma|inner-adaptor --base DIR [--vision SPEC] --out NAME.graft [--seed S] [--tune projector|full]`
 /// and `graft plugin inspect NAME.graft`; also the plug-in side of `graft logits --plugin`.
 /// </summary>
 public static class PluginCommand
@@ -51,6 +51,9 @@ public static class PluginCommand
 
     public static int RunNew(string design, string baseFolder, string? visionSpec, string outputFolder, int seed, string tune, TextWriter output)
     {
+        if (design == VisualExperts.DesignName)
+            return tune == "projector" ? RunNewVisualExperts(baseFolder, visionSpec, outputFolder, seed, output)
+                : throw new ArgumentException($"--tune: '{tune}' is a Bridge option; {VisualExperts.DesignName} takes none");
         if (!PluginFile.Designs.Contains(design))
             throw new ArgumentException($"--design: '{design}' is not a design this build creates ({string.Join(", ", PluginFile.Designs)})");
         if (!Enum.TryParse<BridgeTune>(tune, ignoreCase: true, out var bridgeTune) || !Enum.IsDefined(bridgeTune))
@@ -59,6 +62,7 @@ public static class PluginCommand
         var vision = ParseVision(visionSpec ?? DefaultVision);
         IPlugin plugin = design switch
         {
+            InnerAdaptor.DesignName => InnerAdaptor.Create(model, vision, new InnerAdaptorOptions { Seed = seed }),
             Mma.DesignName => Mma.Create(model, vision, new MmaOptions { Seed = seed }),
             Wings.DesignName => Wings.Create(model, vision, new WingsOptions { Seed = seed }),
             _ => Bridge.Create(model, vision, new BridgeOptions { Seed = seed, Tune = bridgeTune }),
@@ -69,6 +73,20 @@ public static class PluginCommand
             : $"wrote untrained {design} plug-in to {outputFolder}");
         output.WriteLine($"base: {manifest.Base.Architecture} {manifest.Base.Fingerprint}");
         output.WriteLine($"vision: {vision.Kind} ({vision.TokensPerImage} tokens x {vision.FeatureWidth})");
+        output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
+        return 0;
+    }
+
+    /// <summary>Visual Experts owns its patch embedding, so it takes no --vision.</summary>
+    private static int RunNewVisualExperts(string baseFolder, string? visionSpec, string outputFolder, int seed, TextWriter output)
+    {
+        if (visionSpec is not null) throw new ArgumentException($"--vision: {VisualExperts.DesignName} has its own trainable patch embedding and takes no vision front end");
+        using var model = DecoderModel.Load(baseFolder);
+        var plugin = VisualExperts.Create(model, new VisualExpertsOptions { Seed = seed });
+        var manifest = PluginFile.Save(plugin, outputFolder);
+        output.WriteLine($"wrote untrained {VisualExperts.DesignName} plug-in to {outputFolder}");
+        output.WriteLine($"base: {manifest.Base.Architecture} {manifest.Base.Fingerprint}");
+        output.WriteLine($"patch embedding: {plugin.Tiling.ImageSize} px tiles, patch {plugin.FrontEnd.PatchSize}, {plugin.TokensPerTile} tokens per tile, up to {plugin.Tiling.MaxTiles} tiles");
         output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
         return 0;
     }

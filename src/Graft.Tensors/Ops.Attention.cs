@@ -86,11 +86,9 @@ public static partial class Ops
                     var row = p.Slice(i * g.Tk, g.Tk);
                     var qRow = qHead.Slice(i * g.QueryStride, g.D);
                     int limit = mask.KeyLimit(i, g.Tk);
-                    for (int j = 0; j < limit; j++) row[j] = TensorPrimitives.Dot(qRow, kHead.Slice(j * g.KeyStride, g.D));
+                    AttentionRows.Scores(qRow, g.D, kHead, g.KeyStride, row[..limit]);
                     MaskedSoftmaxRow(row, limit, mask.PatternRow(b, i), g.Scale);
-                    var outRow = outHead.Slice(i * g.QueryStride, g.D);
-                    for (int j = 0; j < limit; j++)
-                        if (row[j] != 0f) TensorPrimitives.MultiplyAdd(vHead.Slice(j * g.KeyStride, g.D), row[j], outRow, outRow);
+                    AttentionRows.WeightedSum(row[..limit], vHead, g.KeyStride, g.D, outHead.Slice(i * g.QueryStride, g.D));
                 }
             }
             else

@@ -10,11 +10,11 @@ namespace Graft.Models.Llm;
 /// </summary>
 public sealed partial class DecoderModel : IDisposable
 {
-    private readonly ISafeTensorsReader _checkpoint;
+    private readonly ISafeTensorsReader? _checkpoint;
     private readonly RotaryEmbedding _rope;
     private readonly float _attentionScale;
 
-    private DecoderModel(string folder, LlmConfig config, DecoderWeights weights, ISafeTensorsReader checkpoint)
+    private DecoderModel(string folder, LlmConfig config, DecoderWeights weights, ISafeTensorsReader? checkpoint)
     {
         Folder = folder;
         Config = config;
@@ -46,6 +46,19 @@ public sealed partial class DecoderModel : IDisposable
             checkpoint.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// A model over weights already in memory (benchmarks, tests): every layer must match
+    /// <paramref name="config"/>; <see cref="Folder"/> is empty. Nothing is owned, so disposing is a no-op.
+    /// </summary>
+    public static DecoderModel FromWeights(LlmConfig config, DecoderWeights weights)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(weights);
+        if (weights.Layers.Length != config.NumLayers)
+            throw new ArgumentException($"{weights.Layers.Length} layers of weights for a config of {config.NumLayers}", nameof(weights));
+        return new DecoderModel("", config, weights, null);
     }
 
     /// <summary>
@@ -170,7 +183,7 @@ public sealed partial class DecoderModel : IDisposable
     public IReadOnlyDictionary<DType, long> ParametersByDType =>
         Weights.All().GroupBy(t => t.DType).ToDictionary(g => g.Key, g => g.Sum(t => (long)t.Length));
 
-    public void Dispose() => _checkpoint.Dispose();
+    public void Dispose() => _checkpoint?.Dispose();
 }
 
 /// <summary>A checkpoint's config and its weights as stored: parameters (a tied head once), bytes, and parameters per type.</summary>

@@ -14,12 +14,16 @@ public sealed class KvCache
     private readonly int _rowLength;
 
     public KvCache(LlmConfig config, int maxLength)
+        : this((config ?? throw new ArgumentNullException(nameof(config))).NumLayers, config.NumKeyValueHeads, config.HeadDim, maxLength)
     {
-        ArgumentNullException.ThrowIfNull(config);
+    }
+
+    private KvCache(int layers, int keyValueHeads, int headDim, int maxLength)
+    {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxLength);
-        Layers = config.NumLayers;
-        KeyValueHeads = config.NumKeyValueHeads;
-        HeadDim = config.HeadDim;
+        Layers = layers;
+        KeyValueHeads = keyValueHeads;
+        HeadDim = headDim;
         MaxLength = maxLength;
         _rowLength = KeyValueHeads * HeadDim;
         long perBuffer = (long)maxLength * _rowLength;
@@ -40,6 +44,23 @@ public sealed class KvCache
 
     /// <summary>Tokens held (the position the next token takes).</summary>
     public int Length { get; private set; }
+
+    /// <summary>
+    /// A cache for <paramref name="maxLength"/> tokens holding a copy of the tokens this one holds: a plug-in's own
+    /// cache (IAA's inner layers) outgrowing the size it was first given.
+    /// </summary>
+    public KvCache Grown(int maxLength)
+    {
+        if (maxLength < Length) throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, $"the cache already holds {Length} tokens");
+        var grown = new KvCache(Layers, KeyValueHeads, HeadDim, maxLength) { Length = Length };
+        int used = Length * _rowLength;
+        for (int i = 0; i < Layers; i++)
+        {
+            _keys[i].AsSpan(0, used).CopyTo(grown._keys[i]);
+            _values[i].AsSpan(0, used).CopyTo(grown._values[i]);
+        }
+        return grown;
+    }
 
     /// <summary>Forgets every token; the buffers are kept.</summary>
     public void Reset() => Length = 0;
