@@ -67,6 +67,7 @@ public static class PluginCommand
         {
             InnerAdaptor.DesignName => InnerAdaptor.Create(model, vision, new InnerAdaptorOptions { Seed = seed }),
             Mma.DesignName => Mma.Create(model, vision, new MmaOptions { Seed = seed }),
+            Wings.DesignName => Wings.Create(model, vision, new WingsOptions { Seed = seed }),
             _ => Bridge.Create(model, vision, new BridgeOptions { Seed = seed, Tune = bridgeTune }),
         };
         var manifest = PluginFile.Save(plugin, outputFolder);

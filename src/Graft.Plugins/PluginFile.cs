@@ -22,7 +22,7 @@ public static class PluginFile
     public const string TensorsFileName = "plugin.safetensors";
 
     /// <summary>The designs this build can load.</summary>
-    public static IReadOnlyList<string> Designs { get; } = [Bridge.DesignName, Mma.DesignName, InnerAdaptor.DesignName, VisualExperts.DesignName];
+    public static IReadOnlyList<string> Designs { get; } = [Bridge.DesignName, Mma.DesignName, InnerAdaptor.DesignName, VisualExperts.DesignName, Wings.DesignName];
 
     /// <summary>Writes <paramref name="plugin"/> to <paramref name="folder"/> (created if needed); returns the manifest as written.</summary>
     public static PluginManifest Save(IPlugin plugin, string folder)
@@ -77,6 +77,7 @@ public static class PluginFile
             Mma.DesignName => Mma.ExpectedShapes(manifest, manifestPath),
             InnerAdaptor.DesignName => InnerAdaptor.ExpectedShapes(manifest, manifestPath),
             VisualExperts.DesignName => VisualExperts.ExpectedShapes(manifest, manifestPath),
+            Wings.DesignName => Wings.ExpectedShapes(manifest, manifestPath),
             _ => throw new PluginFormatException(manifestPath, $"design '{manifest.Design}' is not one this build loads ({string.Join(", ", Designs)})", "design"),
         };
         string tensorsPath = Path.Combine(folder, TensorsFileName);
@@ -96,6 +97,7 @@ public static class PluginFile
             Mma.DesignName => Mma.Restore(manifest, tensors, baseModel, vision, manifestPath),
             InnerAdaptor.DesignName => InnerAdaptor.Restore(manifest, tensors, baseModel, vision, manifestPath),
             VisualExperts.DesignName => VisualExperts.Restore(manifest, tensors, baseModel, manifestPath),
+            Wings.DesignName => Wings.Restore(manifest, tensors, baseModel, vision, manifestPath),
             _ => throw new PluginFormatException(manifestPath, $"design '{manifest.Design}' is not one this build loads", "design"),
         };
     }

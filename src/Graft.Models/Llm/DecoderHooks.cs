@@ -21,6 +21,9 @@ public abstract class DecoderHooks
     /// </summary>
     public virtual AttentionMask MaskFor(int queryOffset, int queries) => AttentionMask.Causal(queryOffset);
 
+    /// <summary>Input: the chunk's input embeddings [T, C] before layer 0 (WINGS keeps the text tokens' rows as its textual learner's keys).</summary>
+    public virtual Tensor Input(Tensor embeddings, ReadOnlySpan<int> positions) => embeddings;
+
     /// <summary>Before attention: transforms the normed input of layer <paramref name="layer"/>'s attention (MMA's adapters).</summary>
     public virtual Tensor BeforeAttention(int layer, Tensor normedInput, ReadOnlySpan<int> positions) => normedInput;
 

@@ -104,7 +104,7 @@ public sealed partial class DecoderModel : IDisposable
         var rope = RopeFor(offset + t);
 
         var mask = hooks?.MaskFor(offset, t);
-        var h = embeddings;
+        var h = hooks is null ? embeddings : hooks.Input(embeddings, positions);
         for (int i = 0; i < Weights.Layers.Length; i++)
         {
             var layer = Weights.Layers[i];

@@ -40,9 +40,9 @@ public class PluginCliTests
     public void New_refuses_an_unknown_design_and_a_missing_base_in_one_line()
     {
         using var temp = new TempFolder();
-        var (code, _, error) = Invoke("plugin", "new", "--design", "wings", "--base", PluginFixtures.ModelFolder("llama"), "--out", temp.Sub("w.graft"));
+        var (code, _, error) = Invoke("plugin", "new", "--design", "no-such-design", "--base", PluginFixtures.ModelFolder("llama"), "--out", temp.Sub("w.graft"));
         Assert.Equal(1, code);
-        Assert.Contains("'wings' is not a design this build creates", error);
+        Assert.Contains("'no-such-design' is not a design this build creates", error);
         (code, _, error) = Invoke("plugin", "new", "--design", "bridge", "--base", temp.Sub("nowhere"), "--out", temp.Sub("w.graft"));
         Assert.Equal(1, code);
         Assert.StartsWith("error:", error);
