@@ -240,10 +240,6 @@ internal static class GemmBench
     /// <summary>Runs tools/bench/gemm_peer.py under /usr/bin/python3; null (with the reason) when it cannot.</summary>
     static PeerReport? RunPeer(out string? problem)
     {
-        const string python = "/usr/bin/python3";
-        string? script = FindPeerScript();
-        if (script is null) { problem = "tools/bench/gemm_peer.py not found above the current directory or the executable"; return null; }
-        if (!File.Exists(python)) { problem = $"{python} not found"; return null; }
         var request = new JsonObject
         {
             ["shapes"] = new JsonArray(Shapes.Select(s => (JsonNode)new JsonObject
@@ -253,46 +249,15 @@ internal static class GemmBench
             ["bandwidth_bytes"] = BandwidthBytes,
             ["seconds_per_shape"] = SecondsPerShape,
         };
-        var start = new ProcessStartInfo(python, [script])
-        {
-            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        };
-        using var process = Process.Start(start);
-        if (process is null) { problem = $"could not start {python}"; return null; }
-        process.StandardInput.Write(request.ToJsonString());
-        process.StandardInput.Close();
-        var errorTask = process.StandardError.ReadToEndAsync();
-        string output = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        string error = errorTask.Result;
-        if (process.ExitCode != 0)
-        {
-            problem = error.Contains("No module named 'numpy'") ? "numpy is not importable by /usr/bin/python3"
-                : $"peer script failed (exit {process.ExitCode}): {error.Trim().Split('\n').LastOrDefault()}";
-            return null;
-        }
-        using var document = JsonDocument.Parse(output);
+        using var document = PythonPeer.Run("gemm_peer.py", request, "numpy", out problem);
+        if (document is null) return null;
         var root = document.RootElement;
         var seconds = root.GetProperty("results").EnumerateArray()
             .ToDictionary(r => r.GetProperty("name").GetString()!,
                 r => (r.GetProperty("seconds").GetDouble(), r.GetProperty("best_seconds").GetDouble()));
         var blas = root.GetProperty("blas");
         double? peerBandwidth = root.GetProperty("bandwidth_gbps").ValueKind == JsonValueKind.Number ? root.GetProperty("bandwidth_gbps").GetDouble() : null;
-        problem = null;
         return new PeerReport(root.GetProperty("numpy").GetString()!, blas.GetProperty("kind").GetString()!,
             string.Join(", ", blas.GetProperty("libraries").EnumerateArray().Select(l => l.GetString())), peerBandwidth, seconds);
-    }
-
-    static string? FindPeerScript()
-    {
-        foreach (var origin in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-        {
-            for (var directory = new DirectoryInfo(origin); directory is not null; directory = directory.Parent)
-            {
-                string candidate = Path.Combine(directory.FullName, "tools", "bench", "gemm_peer.py");
-                if (File.Exists(candidate)) return candidate;
-            }
-        }
-        return null;
     }
 }

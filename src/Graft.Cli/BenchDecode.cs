@@ -193,10 +193,6 @@ internal static class DecodeBench
     /// <summary>Runs tools/bench/decode_peer.py under /usr/bin/python3; null (with the reason) when it cannot.</summary>
     static PeerReport? RunPeer(LlmConfig config, out string? problem)
     {
-        const string python = "/usr/bin/python3";
-        string? script = FindPeerScript();
-        if (script is null) { problem = $"tools/bench/{PeerScriptName} not found above the current directory or the executable"; return null; }
-        if (!File.Exists(python)) { problem = $"{python} not found"; return null; }
         var request = new JsonObject
         {
             ["vocab"] = config.VocabSize, ["hidden"] = config.HiddenSize, ["intermediate"] = config.IntermediateSize,
@@ -204,42 +200,11 @@ internal static class DecodeBench
             ["head_dim"] = config.HeadDim, ["rope_theta"] = config.RopeTheta, ["eps"] = config.RmsNormEps,
             ["prompt_tokens"] = PromptTokens, ["decode_tokens"] = PeerDecodeTokens,
         };
-        var start = new ProcessStartInfo(python, [script])
-        {
-            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        };
-        using var process = Process.Start(start);
-        if (process is null) { problem = $"could not start {python}"; return null; }
-        process.StandardInput.Write(request.ToJsonString());
-        process.StandardInput.Close();
-        var errorTask = process.StandardError.ReadToEndAsync();
-        string output = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        string error = errorTask.Result;
-        if (process.ExitCode != 0)
-        {
-            problem = error.Contains("No module named 'torch'") ? "torch is not importable by /usr/bin/python3"
-                : $"peer script failed (exit {process.ExitCode}): {error.Trim().Split('\n').LastOrDefault()}";
-            return null;
-        }
-        using var document = JsonDocument.Parse(output);
+        using var document = PythonPeer.Run(PeerScriptName, request, "torch", out problem);
+        if (document is null) return null;
         var root = document.RootElement;
-        problem = null;
         return new PeerReport(root.GetProperty("torch").GetString()!,
             root.GetProperty("prefill_tokens_per_s").GetDouble(), root.GetProperty("decode_tokens_per_s").GetDouble());
-    }
-
-    static string? FindPeerScript()
-    {
-        foreach (var origin in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-        {
-            for (var directory = new DirectoryInfo(origin); directory is not null; directory = directory.Parent)
-            {
-                string candidate = Path.Combine(directory.FullName, "tools", "bench", PeerScriptName);
-                if (File.Exists(candidate)) return candidate;
-            }
-        }
-        return null;
     }
 }
 

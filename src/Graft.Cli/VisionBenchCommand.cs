@@ -207,50 +207,19 @@ internal static class VisionBench
     /// <summary>Runs tools/bench/vision_peer.py under /usr/bin/python3; null (with the reason) when it cannot.</summary>
     private static PeerReport? RunPeer(VisionTowerConfig c, int batch, int repeats, string folder, out string? problem)
     {
-        const string python = "/usr/bin/python3";
-        string? script = FindScript("vision_peer.py");
-        if (script is null) { problem = "tools/bench/vision_peer.py not found above the current directory or the executable"; return null; }
-        if (!File.Exists(python)) { problem = $"{python} not found"; return null; }
         var request = new JsonObject
         {
             ["layers"] = c.Layers, ["width"] = c.Width, ["heads"] = c.Heads, ["intermediate"] = c.IntermediateSize, ["patch"] = c.PatchSize,
             ["image"] = c.ImageSize, ["batch"] = batch, ["repeats"] = repeats, ["threads"] = PeerThreads,
             ["jpeg"] = new JsonObject { ["folder"] = folder, ["width"] = JpegWidth, ["height"] = JpegHeight, ["repeats"] = JpegRepeats },
         };
-        var start = new ProcessStartInfo(python, [script])
-        {
-            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        };
-        using var process = Process.Start(start);
-        if (process is null) { problem = $"could not start {python}"; return null; }
-        process.StandardInput.Write(request.ToJsonString());
-        process.StandardInput.Close();
-        var errorTask = process.StandardError.ReadToEndAsync();
-        string output = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        if (process.ExitCode != 0)
-        {
-            problem = $"peer script failed (exit {process.ExitCode}): {errorTask.Result.Trim().Split('\n').LastOrDefault()}";
-            return null;
-        }
-        using var document = JsonDocument.Parse(output);
+        using var document = PythonPeer.Run("vision_peer.py", request, "torch", out problem);
+        if (document is null) return null;
         var root = document.RootElement;
         var jpeg = root.GetProperty("jpeg");
         static double[] Doubles(JsonElement e) => e.EnumerateArray().Select(x => x.GetDouble()).ToArray();
-        problem = null;
         return new PeerReport(root.GetProperty("torch").GetString(), root.GetProperty("torch_problem").GetString(), Doubles(root.GetProperty("vit_seconds")),
             jpeg.GetProperty("path").GetString()!, jpeg.GetProperty("bytes").GetInt64(),
             Doubles(jpeg.GetProperty("decode_seconds")), Doubles(jpeg.GetProperty("decode_preprocess_seconds")));
-    }
-
-    private static string? FindScript(string name)
-    {
-        foreach (var origin in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-            for (var directory = new DirectoryInfo(origin); directory is not null; directory = directory.Parent)
-            {
-                string candidate = Path.Combine(directory.FullName, "tools", "bench", name);
-                if (File.Exists(candidate)) return candidate;
-            }
-        return null;
     }
 }
