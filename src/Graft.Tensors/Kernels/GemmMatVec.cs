@@ -42,7 +42,8 @@ public static unsafe partial class Gemm
             nint xAddress = (nint)x, pairedAddress = (nint)pairedX, yAddress = (nint)y;
             Parallel.For(0, ranges, r =>
             {
-                int j0 = (int)((long)n * r / ranges), j1 = (int)((long)n * (r + 1) / ranges);
+                // Boundaries on whole groups of rows, so only the last range has rows left over for the narrower paths.
+                int j0 = RangeStart(n, r, ranges), j1 = RangeStart(n, r + 1, ranges);
                 MatVecRange((float*)xAddress, (float*)pairedAddress, k, w, j0, j1, (float*)yAddress, incy, beta);
             });
         }
@@ -51,6 +52,10 @@ public static unsafe partial class Gemm
             if (pairedX != null) NativeMemory.AlignedFree(pairedX);
         }
     }
+
+    /// <summary>First output of range r of <paramref name="ranges"/>, a multiple of <see cref="Bf16Rows"/> (n for the end).</summary>
+    static int RangeStart(int n, int r, int ranges) =>
+        r == ranges ? n : (int)((long)n * r / ranges) / Bf16Rows * Bf16Rows;
 
     /// <summary>BF16 elements per block of the paired layout: one 64-byte load of a row.</summary>
     const int Bf16Block = 32;
@@ -89,6 +94,16 @@ public static unsafe partial class Gemm
     static void DotRows(float* x, float* pairedX, int k, PanelSource w, int j0, int j1, float* y, int incy, float beta)
     {
         int j = j0;
+        if (UseAvx512 && pairedX != null)
+        {
+            for (; j + Bf16Rows <= j1; j += Bf16Rows)
+            {
+                var sums = Dot8Bf16(pairedX, k, w, j);
+                if (beta == 0f && incy == 1) sums.Store(y + j);
+                else
+                    for (int i = 0; i < Bf16Rows; i++) Accumulate(y + (long)(j + i) * incy, sums.GetElement(i), beta);
+            }
+        }
         if (UseAvx512 && (w.Type == DType.F32 || pairedX != null))
         {
             for (; j + 4 <= j1; j += 4)
@@ -182,6 +197,75 @@ public static unsafe partial class Gemm
             d2 += xp * HalfConvert.Bf16ToFloat(r2[p]); d3 += xp * HalfConvert.Bf16ToFloat(r3[p]);
         }
         return (d0, d1, d2, d3);
+    }
+
+    /// <summary>BF16 rows per pass of <see cref="Dot8Bf16"/>.</summary>
+    const int Bf16Rows = 8;
+
+    /// <summary>
+    /// dot(x, W[j+i,:]) for i &lt; 8, as <see cref="Dot4Bf16"/> but eight rows per pass. Streaming BF16 is bound by
+    /// how many lines are in flight, not by arithmetic: eight rows keep eight independent load streams and
+    /// accumulator chains going, each row is reduced only once at the end (all eight together), and every
+    /// step prefetches the same columns of the next eight rows so their lines arrive while this group is summed
+    /// (measured under load: four rows without prefetch reached ~70% of the read ceiling, this ~95%).
+    /// </summary>
+    static Vector256<float> Dot8Bf16(float* pairedX, int k, PanelSource w, int j)
+    {
+        var high = Vector512.Create(0xFFFF0000u);
+        ushort* r0 = (ushort*)w.Address(j, 0), r1 = (ushort*)w.Address(j + 1, 0), r2 = (ushort*)w.Address(j + 2, 0), r3 = (ushort*)w.Address(j + 3, 0);
+        ushort* r4 = (ushort*)w.Address(j + 4, 0), r5 = (ushort*)w.Address(j + 5, 0), r6 = (ushort*)w.Address(j + 6, 0), r7 = (ushort*)w.Address(j + 7, 0);
+        // Prefetch is a hint: past the end of W it neither faults nor reads anything the result depends on.
+        long ahead = (long)Bf16Rows * w.Ld;
+        Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
+        int p = 0;
+        for (; p + Bf16Block <= k; p += Bf16Block)
+        {
+            Sse.Prefetch0(r0 + ahead + p); Sse.Prefetch0(r1 + ahead + p); Sse.Prefetch0(r2 + ahead + p); Sse.Prefetch0(r3 + ahead + p);
+            Sse.Prefetch0(r4 + ahead + p); Sse.Prefetch0(r5 + ahead + p); Sse.Prefetch0(r6 + ahead + p); Sse.Prefetch0(r7 + ahead + p);
+            var even = Avx512F.LoadVector512(pairedX + p);
+            var odd = Avx512F.LoadVector512(pairedX + p + Bf16Block / 2);
+            s0 = PairedStep(Avx512F.LoadVector512((uint*)(r0 + p)), even, odd, high, s0);
+            s1 = PairedStep(Avx512F.LoadVector512((uint*)(r1 + p)), even, odd, high, s1);
+            s2 = PairedStep(Avx512F.LoadVector512((uint*)(r2 + p)), even, odd, high, s2);
+            s3 = PairedStep(Avx512F.LoadVector512((uint*)(r3 + p)), even, odd, high, s3);
+            s4 = PairedStep(Avx512F.LoadVector512((uint*)(r4 + p)), even, odd, high, s4);
+            s5 = PairedStep(Avx512F.LoadVector512((uint*)(r5 + p)), even, odd, high, s5);
+            s6 = PairedStep(Avx512F.LoadVector512((uint*)(r6 + p)), even, odd, high, s6);
+            s7 = PairedStep(Avx512F.LoadVector512((uint*)(r7 + p)), even, odd, high, s7);
+        }
+        var sums = Sum8(s0, s1, s2, s3, s4, s5, s6, s7);
+        if (p == k) return sums;
+        // Past the last whole block the paired x holds x's own elements.
+        float t0 = 0f, t1 = 0f, t2 = 0f, t3 = 0f, t4 = 0f, t5 = 0f, t6 = 0f, t7 = 0f;
+        for (; p < k; p++)
+        {
+            float xp = pairedX[p];
+            t0 += xp * HalfConvert.Bf16ToFloat(r0[p]); t1 += xp * HalfConvert.Bf16ToFloat(r1[p]);
+            t2 += xp * HalfConvert.Bf16ToFloat(r2[p]); t3 += xp * HalfConvert.Bf16ToFloat(r3[p]);
+            t4 += xp * HalfConvert.Bf16ToFloat(r4[p]); t5 += xp * HalfConvert.Bf16ToFloat(r5[p]);
+            t6 += xp * HalfConvert.Bf16ToFloat(r6[p]); t7 += xp * HalfConvert.Bf16ToFloat(r7[p]);
+        }
+        return sums + Vector256.Create(t0, t1, t2, t3, t4, t5, t6, t7);
+    }
+
+    /// <summary>s + (even elements of w) · even + (odd elements of w) · odd, w holding 16 BF16 pairs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> PairedStep(Vector512<uint> w, Vector512<float> even, Vector512<float> odd, Vector512<uint> high, Vector512<float> s) =>
+        Avx512F.FusedMultiplyAdd(Avx512F.And(w, high).AsSingle(), odd,
+            Avx512F.FusedMultiplyAdd(Avx512F.ShiftLeftLogical(w, 16).AsSingle(), even, s));
+
+    /// <summary>[Σ a0, …, Σ a7]: halves added, then three rounds of pairwise adds that transpose as they reduce.</summary>
+    static Vector256<float> Sum8(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3,
+        Vector512<float> a4, Vector512<float> a5, Vector512<float> a6, Vector512<float> a7)
+    {
+        var v0 = a0.GetLower() + a0.GetUpper(); var v1 = a1.GetLower() + a1.GetUpper();
+        var v2 = a2.GetLower() + a2.GetUpper(); var v3 = a3.GetLower() + a3.GetUpper();
+        var v4 = a4.GetLower() + a4.GetUpper(); var v5 = a5.GetLower() + a5.GetUpper();
+        var v6 = a6.GetLower() + a6.GetUpper(); var v7 = a7.GetLower() + a7.GetUpper();
+        // Each 128-bit half of u0 holds partial sums of rows 0-3 (low half: elements 0-3 of each, high: 4-7); u1 rows 4-7.
+        var u0 = Avx.HorizontalAdd(Avx.HorizontalAdd(v0, v1), Avx.HorizontalAdd(v2, v3));
+        var u1 = Avx.HorizontalAdd(Avx.HorizontalAdd(v4, v5), Avx.HorizontalAdd(v6, v7));
+        return Avx.Permute2x128(u0, u1, 0x20) + Avx.Permute2x128(u0, u1, 0x31);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
