@@ -7,10 +7,11 @@ namespace Graft.Tests.Perf;
 public class DecodeKernelTests
 {
     [Theory]
-    [InlineData(1031, 200, 0)] // two threads; k % 32 = 8 left over for the scalar tail; n % 4 = 3 rows for the single-row loop
-    [InlineData(4099, 32, 0)]  // exactly one paired block per row
-    [InlineData(700, 131, 5)]  // rows wider than k (leading dimension 136)
-    public void Bf16MatVecMatchesReference(int n, int k, int pad)
+    [InlineData(1031, 200, 0, 0.5f)] // two threads; k % 32 = 8 left over for the scalar tail; n % 8 = 7 rows past the 8-row groups
+    [InlineData(1031, 200, 0, 0f)]   // the same with beta 0, where 8-row groups store their sums directly
+    [InlineData(4099, 32, 0, 0.5f)]  // exactly one paired block per row
+    [InlineData(700, 131, 5, 0f)]    // rows wider than k (leading dimension 136)
+    public void Bf16MatVecMatchesReference(int n, int k, int pad, float beta)
     {
         int ldb = k + pad;
         var x = Random(k, 1);
@@ -20,11 +21,11 @@ public class DecodeKernelTests
         var expected = new double[n];
         for (int j = 0; j < n; j++)
         {
-            double sum = 0.5 * y[j];
+            double sum = beta * y[j];
             for (int p = 0; p < k; p++) sum += (double)x[p] * HalfConvert.Bf16ToFloat(bits[j * ldb + p]);
             expected[j] = sum;
         }
-        Gemm.MultiplyHalf(DType.BF16, true, 1, n, k, x, k, bits, ldb, y, n, beta: 0.5f);
+        Gemm.MultiplyHalf(DType.BF16, true, 1, n, k, x, k, bits, ldb, y, n, beta);
         for (int j = 0; j < n; j++) Assert.True(Math.Abs(expected[j] - y[j]) < 1e-4 * (1 + Math.Abs(expected[j])), $"row {j}: {y[j]} vs {expected[j]}");
     }
 
