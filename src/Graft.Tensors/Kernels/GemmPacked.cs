@@ -19,6 +19,8 @@ public static unsafe partial class Gemm
     const int NC = 480;
     /// <summary>Rows of op(A) packed together (a multiple of both MRs): 120 x 256 floats sit in L2 beside the B block, and a transposed A is read 480 bytes at a time.</summary>
     const int MC = 120;
+    /// <summary>Up to this many rows of op(A), packed once per KC slice (512 KiB) and reused by every column block instead of repacked per block.</summary>
+    const int WholeAMaxRows = 512;
     const int WideMR = 8, WideNR = 48;
     const int NarrowMR = 6, NarrowNR = 16;
     /// <summary>Below this many multiply-adds, waking a second thread costs more than it saves.</summary>
@@ -34,7 +36,7 @@ public static unsafe partial class Gemm
 
     static float* PackedABuffer()
     {
-        if (threadPackedA == null) threadPackedA = (float*)NativeMemory.AlignedAlloc(KC * MC * sizeof(float), 64);
+        if (threadPackedA == null) threadPackedA = (float*)NativeMemory.AlignedAlloc(KC * WholeAMaxRows * sizeof(float), 64);
         return threadPackedA;
     }
 
@@ -85,18 +87,22 @@ public static unsafe partial class Gemm
         int mr = wide ? WideMR : NarrowMR, nr = wide ? WideNR : NarrowNR;
         float* packedA = PackedABuffer(), packedB = PackedBBuffer();
         float* edgeTile = stackalloc float[WideMR * WideNR];
+        // A strip count rounds up to whole strips, so the whole-A buffer must hold the padded rows too.
+        bool wholeA = (i1 - i0 + mr - 1) / mr * mr <= WholeAMaxRows;
+        int mc = wholeA ? i1 - i0 : MC;
         for (int pc = 0; pc < k; pc += KC)
         {
             int kc = Math.Min(KC, k - pc);
             float blockBeta = pc == 0 ? beta : 1f;
+            if (wholeA) PackA(a, lda, transA, i0, mc, pc, kc, mr, packedA);
             for (int jc = j0; jc < j1; jc += NC)
             {
                 int nc = Math.Min(NC, j1 - jc);
                 PackB(b, pc, kc, jc, nc, nr, packedB);
-                for (int ic = i0; ic < i1; ic += MC)
+                for (int ic = i0; ic < i1; ic += mc)
                 {
-                    int blockRows = Math.Min(MC, i1 - ic);
-                    PackA(a, lda, transA, ic, blockRows, pc, kc, mr, packedA);
+                    int blockRows = Math.Min(mc, i1 - ic);
+                    if (!wholeA) PackA(a, lda, transA, ic, blockRows, pc, kc, mr, packedA);
                     for (int ir = 0; ir < blockRows; ir += mr)
                     {
                         int rows = Math.Min(mr, blockRows - ir);
@@ -158,7 +164,12 @@ public static unsafe partial class Gemm
             {
                 // Stored rows are columns of op(B): transpose them into the panel, 8 x 8 at a time.
                 int jj = 0;
-                if (Avx.IsSupported)
+                if (b.Type == DType.BF16 && Avx2.IsSupported)
+                {
+                    for (; jj + 8 <= cols; jj += 8)
+                        PackBf16Columns((ushort*)b.Address(j + jj, pc), b.Ld, kc, panel + jj, nr);
+                }
+                else if (Avx.IsSupported)
                 {
                     for (; jj + 8 <= cols; jj += 8)
                     {
@@ -227,17 +238,42 @@ public static unsafe partial class Gemm
         }
     }
 
-    /// <summary>target[t·targetStride + s] = source[s·sourceStride + t] for s, t &lt; 8: unpack, shuffle, swap lanes.</summary>
-    static void Transpose8x8(float* source, long sourceStride, float* target, long targetStride)
+    /// <summary>target[t·targetStride + s] = source[s·sourceStride + t] for s, t &lt; 8.</summary>
+    static void Transpose8x8(float* source, long sourceStride, float* target, long targetStride) =>
+        Transpose8x8(Avx.LoadVector256(source), Avx.LoadVector256(source + sourceStride),
+            Avx.LoadVector256(source + 2 * sourceStride), Avx.LoadVector256(source + 3 * sourceStride),
+            Avx.LoadVector256(source + 4 * sourceStride), Avx.LoadVector256(source + 5 * sourceStride),
+            Avx.LoadVector256(source + 6 * sourceStride), Avx.LoadVector256(source + 7 * sourceStride),
+            target, targetStride);
+
+    /// <summary>
+    /// panel[p, 0:8] = widen(source[s·ld + p]) for s &lt; 8, p &lt; kc: eight stored bf16 rows (columns of op(B))
+    /// widened and transposed in registers, 8 x 8 at a time, straight into the packed panel of stride nr.
+    /// </summary>
+    static void PackBf16Columns(ushort* source, long ld, int kc, float* panel, int nr)
     {
-        var r0 = Avx.LoadVector256(source);
-        var r1 = Avx.LoadVector256(source + sourceStride);
-        var r2 = Avx.LoadVector256(source + 2 * sourceStride);
-        var r3 = Avx.LoadVector256(source + 3 * sourceStride);
-        var r4 = Avx.LoadVector256(source + 4 * sourceStride);
-        var r5 = Avx.LoadVector256(source + 5 * sourceStride);
-        var r6 = Avx.LoadVector256(source + 6 * sourceStride);
-        var r7 = Avx.LoadVector256(source + 7 * sourceStride);
+        int p = 0;
+        for (; p + 8 <= kc; p += 8)
+        {
+            ushort* s = source + p;
+            Transpose8x8(WidenBf16(s), WidenBf16(s + ld), WidenBf16(s + 2 * ld), WidenBf16(s + 3 * ld),
+                WidenBf16(s + 4 * ld), WidenBf16(s + 5 * ld), WidenBf16(s + 6 * ld), WidenBf16(s + 7 * ld),
+                panel + p * nr, nr);
+        }
+        for (; p < kc; p++)
+            for (int s = 0; s < 8; s++) panel[p * nr + s] = HalfConvert.Bf16ToFloat(source[s * ld + p]);
+    }
+
+    /// <summary>Eight bf16 values to float32: zero-extend each to 32 bits, then move the bits to the top half.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> WidenBf16(ushort* source) =>
+        Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(source), 16).AsSingle();
+
+    /// <summary>target[t·targetStride + s] = row s, element t, for s, t &lt; 8: unpack, shuffle, swap lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Transpose8x8(Vector256<float> r0, Vector256<float> r1, Vector256<float> r2, Vector256<float> r3,
+        Vector256<float> r4, Vector256<float> r5, Vector256<float> r6, Vector256<float> r7, float* target, long targetStride)
+    {
         var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
         var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
         var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
