@@ -6,11 +6,12 @@ namespace Graft.Tests.Tensors;
 public class GemmTests
 {
     // Sizes cross every path: direct (tiny), matrix-vector (m or n = 1), packed with edge tiles (17, 33, 129),
-    // and packed on two threads split by rows (65x100) or by columns (40x200), with more than one KC slice.
+    // and packed on two threads split by rows (65x100) or by columns (40x200), with more than one KC slice;
+    // 1100 rows give each thread more than the 512 rows whose packed A is kept across column blocks.
     public static TheoryData<int, int, int> Shapes => new()
     {
         { 1, 1, 1 }, { 1, 7, 17 }, { 7, 1, 33 }, { 7, 7, 7 }, { 17, 33, 9 }, { 33, 17, 129 },
-        { 129, 33, 17 }, { 3, 129, 300 }, { 1, 129, 300 }, { 300, 1, 129 }, { 65, 100, 300 }, { 40, 200, 140 },
+        { 129, 33, 17 }, { 3, 129, 300 }, { 1, 129, 300 }, { 300, 1, 129 }, { 65, 100, 300 }, { 40, 200, 140 }, { 1100, 40, 64 },
     };
 
     [Theory]
