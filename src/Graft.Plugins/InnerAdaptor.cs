@@ -328,30 +328,8 @@ public sealed class InnerAdaptor : IPlugin
     public PreparedInput Prepare(MultimodalPrompt prompt)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        var pieces = new List<Tensor>(prompt.Parts.Count);
-        var lengths = new List<int>(prompt.Parts.Count);
-        var mask = new List<bool>();
-        foreach (var part in prompt.Parts)
-        {
-            var piece = part switch
-            {
-                TextPart text => Embed(text.Ids),
-                ImagePart image => Project(FeaturesOf(image)),
-                _ => throw new ArgumentException($"IAA cannot place a {part.GetType().Name}", nameof(prompt)),
-            };
-            pieces.Add(piece);
-            lengths.Add(piece.Shape[0]);
-            mask.AddRange(Enumerable.Repeat(part is ImagePart, piece.Shape[0]));
-        }
-        var embeddings = pieces.Count == 1 ? pieces[0] : Ops.Concat(pieces, 0);
-        return new PreparedInput(embeddings, mask.ToArray(), prompt.Targets(lengths), new InnerHooks(this));
-    }
-
-    private Tensor FeaturesOf(ImagePart image)
-    {
-        if (image.Features is not null) return image.Features;
-        if (Vision is null) throw new InvalidOperationException("IAA: an image given as pixels needs a vision front end; load the plug-in with one, or give precomputed features");
-        return Vision.Encode(image.Image!);
+        var (embeddings, imageMask, targets) = prompt.Lay(ids => Embed(ids), image => Project(image.FeaturesFrom(Vision, "IAA")));
+        return new PreparedInput(embeddings, imageMask, targets, new InnerHooks(this));
     }
 
     /// <summary>h [T, C] -> logits: the plug-in's own final norm and head, or the base's.</summary>

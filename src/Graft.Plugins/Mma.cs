@@ -279,26 +279,11 @@ public sealed class Mma : IPlugin
     {
         ArgumentNullException.ThrowIfNull(prompt);
         var features = new Queue<Tensor>(ImageFeatures(prompt));
-        var pieces = new List<Tensor>(prompt.Parts.Count + 1) { Ops.Embedding(ModalityEmbedding, [prompt.HasImage ? 1 : 0], 1) };
-        var lengths = new List<int>(prompt.Parts.Count);
-        var mask = new List<bool> { false };
-        foreach (var part in prompt.Parts)
-        {
-            var piece = part switch
-            {
-                TextPart text => Base.Embed(text.Ids),
-                ImagePart => Project(features.Dequeue()),
-                _ => throw new ArgumentException($"MMA cannot place a {part.GetType().Name}", nameof(prompt)),
-            };
-            pieces.Add(piece);
-            lengths.Add(piece.Shape[0]);
-            mask.AddRange(Enumerable.Repeat(part is ImagePart, piece.Shape[0]));
-        }
+        var modality = Ops.Embedding(ModalityEmbedding, [prompt.HasImage ? 1 : 0], 1);
+        var (embeddings, imageMask, promptTargets) = prompt.Lay(ids => Base.Embed(ids), _ => Project(features.Dequeue()));
         // The modality token predicts the prompt's first token only when that token is an assistant one.
-        var targets = new int[mask.Count];
-        targets[0] = prompt.Parts[0] is TextPart { IsAssistant: true } first ? first.Ids[0] : MultimodalPrompt.IgnoreTarget;
-        prompt.Targets(lengths).CopyTo(targets, 1);
-        return new PreparedInput(Ops.Concat(pieces, 0), mask.ToArray(), targets, new MmaHooks(this));
+        int first = prompt.Parts[0] is TextPart { IsAssistant: true } text ? text.Ids[0] : MultimodalPrompt.IgnoreTarget;
+        return new PreparedInput(Ops.Concat([modality, embeddings], 0), [false, .. imageMask], [first, .. promptTargets], new MmaHooks(this));
     }
 
     /// <summary>Z_v [n, d_v] of each image in prompt order: pixel images through the tower (with the ViT adapters) in one batch.</summary>

@@ -26,6 +26,14 @@ public sealed record ImagePart : PromptPart
 
     public RgbImage? Image { get; }
     public Tensor? Features { get; }
+
+    /// <summary>The precomputed features, or the pixels encoded by <paramref name="vision"/> (which <paramref name="design"/> needs then).</summary>
+    public Tensor FeaturesFrom(IVisionFrontEnd? vision, string design)
+    {
+        if (Features is not null) return Features;
+        if (vision is null) throw new InvalidOperationException($"{design}: an image given as pixels needs a vision front end; load the plug-in with one, or give precomputed features");
+        return vision.Encode(Image!);
+    }
 }
 
 /// <summary>A prompt as text pieces (already tokenized) and images in order: what a request carries.</summary>
@@ -84,6 +92,32 @@ public sealed class MultimodalPrompt
     {
         if (HasImage) throw new InvalidOperationException("the prompt holds an image; it has no plain token sequence");
         return Parts.Cast<TextPart>().SelectMany(p => p.Ids).ToArray();
+    }
+
+    /// <summary>
+    /// LLaVA's layout: each text part embedded by <paramref name="embedText"/> and each image replaced by the rows
+    /// <paramref name="embedImage"/> gives for it, in prompt order. Returns the embeddings [T, C], which positions hold
+    /// image rows, and the next-token targets of that layout.
+    /// </summary>
+    internal (Tensor Embeddings, bool[] ImageMask, int[] Targets) Lay(Func<int[], Tensor> embedText, Func<ImagePart, Tensor> embedImage)
+    {
+        var pieces = new List<Tensor>(Parts.Count);
+        var lengths = new List<int>(Parts.Count);
+        var mask = new List<bool>();
+        foreach (var part in Parts)
+        {
+            var piece = part switch
+            {
+                TextPart text => embedText(text.Ids),
+                ImagePart image => embedImage(image),
+                _ => throw new ArgumentException($"cannot place a {part.GetType().Name}"),
+            };
+            pieces.Add(piece);
+            lengths.Add(piece.Shape[0]);
+            mask.AddRange(Enumerable.Repeat(part is ImagePart, piece.Shape[0]));
+        }
+        var embeddings = pieces.Count == 1 ? pieces[0] : Ops.Concat(pieces, 0);
+        return (embeddings, mask.ToArray(), Targets(lengths));
     }
 
     /// <summary>

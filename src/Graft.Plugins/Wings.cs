@@ -245,31 +245,8 @@ public sealed class Wings : IPlugin
     public PreparedInput Prepare(MultimodalPrompt prompt)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        var pieces = new List<Tensor>(prompt.Parts.Count);
-        var lengths = new List<int>(prompt.Parts.Count);
-        var mask = new List<bool>();
-        foreach (var part in prompt.Parts)
-        {
-            var piece = part switch
-            {
-                TextPart text => Base.Embed(text.Ids),
-                ImagePart image => Project(FeaturesOf(image)),
-                _ => throw new ArgumentException($"WINGS cannot place a {part.GetType().Name}", nameof(prompt)),
-            };
-            pieces.Add(piece);
-            lengths.Add(piece.Shape[0]);
-            mask.AddRange(Enumerable.Repeat(part is ImagePart, piece.Shape[0]));
-        }
-        var embeddings = pieces.Count == 1 ? pieces[0] : Ops.Concat(pieces, 0);
-        var imageMask = mask.ToArray();
-        return new PreparedInput(embeddings, imageMask, prompt.Targets(lengths), new WingsHooks(this, imageMask));
-    }
-
-    private Tensor FeaturesOf(ImagePart image)
-    {
-        if (image.Features is not null) return image.Features;
-        if (Vision is null) throw new InvalidOperationException("WINGS: an image given as pixels needs a vision front end; load the plug-in with one, or give precomputed features");
-        return Vision.Encode(image.Image!);
+        var (embeddings, imageMask, targets) = prompt.Lay(ids => Base.Embed(ids), image => Project(image.FeaturesFrom(Vision, "WINGS")));
+        return new PreparedInput(embeddings, imageMask, targets, new WingsHooks(this, imageMask));
     }
 
     /// <summary>The base's rotary table for a sequence of <paramref name="length"/> positions (only dynamic NTK depends on it).</summary>
