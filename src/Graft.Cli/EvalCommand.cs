@@ -33,12 +33,12 @@ public static class EvalCommand
             var error = parse.InvocationConfiguration.Error;
             return Guarded("eval", error, () =>
             {
-                var (folder, benches, evalOptions, progress) = options.Read(parse, error);
+                var (folder, benches, evalOptions, progress, vision) = options.Read(parse, error);
                 var pluginFolder = parse.GetValue(plugin);
                 var route = parse.GetValue(textRoute);
                 if (pluginFolder is null && route == TextRoute.Plugin) throw new ArgumentException("--text-route plugin needs --plugin");
                 var run = pluginFolder is null ? Evaluate(folder, benches, evalOptions, progress)
-                    : EvaluatePlugin(folder, pluginFolder, route, benches, evalOptions, progress).Run;
+                    : EvaluatePlugin(folder, pluginFolder, vision, route, benches, evalOptions, progress).Run;
                 output.Write(parse.GetValue(json) ? run.ToJson() : run.Format());
                 return 0;
             });
@@ -54,18 +54,15 @@ public static class EvalCommand
         return EvalRun.Run(folder, scorer, benches, options, progress);
     }
 
-    /// <summary>Loads the base, the plug-in (with the vision front end its manifest names) and runs every benchmark through it.</summary>
+    /// <summary>
+    /// Loads the base, the plug-in (with the vision front end its manifest names: a tower is opened from
+    /// <paramref name="visionFolder"/>) and runs every benchmark through it.
+    /// </summary>
     public static (EvalRun Run, long TrainableParameters, bool CanRouteText) EvaluatePlugin(
-        string folder, string pluginFolder, TextRoute? textRoute, IReadOnlyList<BenchSpec> benches, EvalOptions options, ProgressBar? progress)
+        string folder, string pluginFolder, string? visionFolder, TextRoute? textRoute, IReadOnlyList<BenchSpec> benches, EvalOptions options, ProgressBar? progress)
     {
         using var model = DecoderModel.Load(folder);
-        var manifest = PluginFile.ReadManifest(pluginFolder);
-        var vision = manifest.Vision is { } description
-            ? description.Kind == PatchPixelsFrontEnd.KindName
-                ? PatchPixelsFrontEnd.FromDescription(description, Path.Combine(pluginFolder, PluginManifest.FileName))
-                : throw new ArgumentException($"the plug-in expects a {description.Kind} vision front end, which this build cannot load yet")
-            : null;
-        var plugin = PluginFile.Load(pluginFolder, model, vision);
+        using var vision = PluginGeneration.LoadPlugin(model, pluginFolder, visionFolder, out var plugin) as IDisposable;
         var route = textRoute ?? (plugin.CanRouteText ? TextRoute.Plugin : TextRoute.Base);
         var host = new PluginHost(model);
         string name = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(pluginFolder));
@@ -85,13 +82,14 @@ public static class EvalCommand
         private readonly Option<int> _maxNewTokens = new("--max-new-tokens") { Description = "Greedy tokens for generated answers.", DefaultValueFactory = _ => 32 };
         private readonly Option<ulong> _seed = new("--seed") { Description = "Seed of the IIT dialogue assembly.", DefaultValueFactory = _ => 1 };
         private readonly Option<bool> _quiet = new("--quiet") { Description = "No progress bar on stderr." };
+        private readonly Option<string?> _vision = new("--vision") { Description = "The CLIP/SigLIP folder of plug-ins made with a vision tower." };
 
         public void AddTo(Command command)
         {
-            foreach (var option in (Option[])[_model, _bench, _limit, _shots, _split, _maxNewTokens, _seed, _quiet]) command.Options.Add(option);
+            foreach (var option in (Option[])[_model, _bench, _limit, _shots, _split, _maxNewTokens, _seed, _quiet, _vision]) command.Options.Add(option);
         }
 
-        public (string Folder, List<BenchSpec> Benches, EvalOptions Options, ProgressBar? Progress) Read(ParseResult parse, TextWriter error)
+        public (string Folder, List<BenchSpec> Benches, EvalOptions Options, ProgressBar? Progress, string? Vision) Read(ParseResult parse, TextWriter error)
         {
             var benches = parse.GetValue(_bench)!.Select(BenchSpec.Parse).ToList();
             var options = new EvalOptions
@@ -103,7 +101,7 @@ public static class EvalCommand
                 Seed = parse.GetValue(_seed),
             };
             options.Validate();
-            return (parse.GetValue(_model)!, benches, options, parse.GetValue(_quiet) ? null : new ProgressBar(error));
+            return (parse.GetValue(_model)!, benches, options, parse.GetValue(_quiet) ? null : new ProgressBar(error), parse.GetValue(_vision));
         }
     }
 

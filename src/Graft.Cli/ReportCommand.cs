@@ -25,12 +25,12 @@ public static class ReportCommand
             var error = parse.InvocationConfiguration.Error;
             return EvalCommand.Guarded("report", error, () =>
             {
-                var (folder, benches, evalOptions, progress) = options.Read(parse, error);
+                var (folder, benches, evalOptions, progress, vision) = options.Read(parse, error);
                 var run = EvalCommand.Evaluate(folder, benches, evalOptions, progress);
                 var entries = new List<ReportEntry> { new("base", 0, FolderBytes(folder, "*.safetensors"), run, null) };
                 foreach (var pluginFolder in parse.GetValue(plugins) ?? [])
                 {
-                    var (pluginRun, trainable, _) = EvalCommand.EvaluatePlugin(folder, pluginFolder, null, benches, evalOptions, progress);
+                    var (pluginRun, trainable, _) = EvalCommand.EvaluatePlugin(folder, pluginFolder, vision, null, benches, evalOptions, progress);
                     string name = Path.GetFileName(Path.TrimEndingDirectorySeparator(pluginFolder));
                     entries.Add(new ReportEntry(name, trainable, FolderBytes(pluginFolder, "*"), run, pluginRun));
                 }

@@ -111,6 +111,30 @@ public class EvalCommandTests
     }
 
     [Fact]
+    public void Eval_opens_the_vision_tower_a_plugin_was_made_with()
+    {
+        using var temp = new TempFolder();
+        var (model, _, shapes) = PluginSetup(temp);
+        string tower = WiringVisionTests.Tower("clip_vision");
+        string plugin = Path.Combine(temp.Path, "clip.graft");
+        using (var decoder = DecoderModel.Load(model))
+        using (var vision = VisionTowerFrontEnd.Load(tower))
+            PluginFile.Save(Bridge.Create(decoder, vision, new BridgeOptions { Seed = 5 }), plugin);
+
+        var (missing, _, message) = Invoke("eval", "--model", model, "--plugin", plugin, "--bench", "shapes:" + shapes, "--quiet");
+        Assert.Equal(1, missing);
+        Assert.Contains("--vision DIR", message);
+
+        var (code, output, error) = Invoke("eval", "--model", model, "--plugin", plugin, "--vision", tower, "--bench", "shapes:" + shapes,
+            "--limit", "2", "--max-new-tokens", "2", "--json", "--quiet");
+        Assert.True(code == 0, error);
+        using var json = JsonDocument.Parse(output);
+        var bench = Assert.Single(json.RootElement.GetProperty("benchmarks").EnumerateArray());
+        Assert.Equal(0, bench.GetProperty("skipped").GetInt32());
+        Assert.Equal(2, bench.GetProperty("with_image").GetProperty("total").GetInt32());
+    }
+
+    [Fact]
     public void Report_with_a_plugin_fills_the_image_column()
     {
         using var temp = new TempFolder();
