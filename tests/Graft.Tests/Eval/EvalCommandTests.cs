@@ -5,22 +5,15 @@ using Graft.Models.Llm;
 using Graft.Plugins;
 using Graft.Tests.Plugins;
 using Graft.Training.Data;
+using Graft.Tests.Support;
 
 namespace Graft.Tests.Eval;
 
 /// <summary>`graft eval` and `graft report` run in-process on a generated text world with the tiny checkpoint.</summary>
 public class EvalCommandTests
 {
-    private static (int ExitCode, string Output, string Error) Invoke(params string[] args)
-    {
-        var root = new RootCommand();
-        root.Subcommands.Add(EvalCommand.Create());
-        root.Subcommands.Add(ReportCommand.Create());
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int ExitCode, string Output, string Error) Invoke(params string[] args) =>
+        CliRunner.Run([EvalCommand.Create(), ReportCommand.Create()], args);
 
     private static string TextWorld(TempFolder temp)
     {

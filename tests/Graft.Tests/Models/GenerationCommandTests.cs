@@ -3,6 +3,7 @@ using Graft.Cli;
 using Graft.Models.Chat;
 using Graft.Models.Tokenization;
 using ScriptedModel = Graft.Tests.Models.GenerationTextGeneratorTests.ScriptedModel;
+using Graft.Tests.Support;
 
 namespace Graft.Tests.Models;
 
@@ -27,13 +28,8 @@ public sealed class GenerationCommandTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private (int Code, string Output, string Error) Run(Command command, params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = new RootCommand { command }.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
+    private (int Code, string Output, string Error) Run(Command command, params string[] args) =>
+        CliRunner.Run([command], args);
 
     [Fact]
     public void GenerateStreamsTheCompletionAndSummarises()

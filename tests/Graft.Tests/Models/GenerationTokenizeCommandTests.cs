@@ -1,20 +1,15 @@
 using System.CommandLine;
 using System.Text.Json;
 using Graft.Cli;
+using Graft.Tests.Support;
 
 namespace Graft.Tests.Models;
 
 /// <summary>`graft tokenize` on the committed golden tokenizer folders, against their reference ids.</summary>
 public sealed class GenerationTokenizeCommandTests
 {
-    private static (int Code, string Output, string Error) Run(params string[] args)
-    {
-        var root = new RootCommand { TokenizeCommand.Create() };
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int Code, string Output, string Error) Run(params string[] args) =>
+        CliRunner.Run([TokenizeCommand.Create()], args);
 
     [Theory]
     [InlineData("qwen2_style")]

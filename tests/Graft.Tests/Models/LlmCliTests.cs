@@ -8,16 +8,8 @@ namespace Graft.Tests.Models;
 /// <summary>`graft inspect` and `graft logits`, parsed and invoked in-process in their documented forms.</summary>
 public class LlmCliTests
 {
-    private static (int ExitCode, string Output, string Error) Invoke(params string[] args)
-    {
-        var root = new RootCommand();
-        root.Subcommands.Add(InspectCommand.Create());
-        root.Subcommands.Add(LogitsCommand.Create());
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int ExitCode, string Output, string Error) Invoke(params string[] args) =>
+        CliRunner.Run([InspectCommand.Create(), LogitsCommand.Create()], args);
 
     [Fact]
     public void Inspect_prints_architecture_parameters_dtypes_and_memory()

@@ -13,15 +13,8 @@ public sealed class VisionEndToEndTests
 {
     private static string Photo => Path.Combine(GoldenCase.Folder("vision"), "photo_40x30.png");
 
-    private static (int ExitCode, string Output, string Error) Invoke(params string[] args)
-    {
-        var root = new RootCommand();
-        root.Subcommands.Add(EncodeImageCommand.Create());
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int ExitCode, string Output, string Error) Invoke(params string[] args) =>
+        CliRunner.Run([EncodeImageCommand.Create()], args);
 
     [Theory]
     [InlineData("clip_vision")]

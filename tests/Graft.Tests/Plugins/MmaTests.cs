@@ -445,14 +445,6 @@ public class MmaTests
         Assert.Contains("wrote logits [5, 384]", output);
     }
 
-    private static (int ExitCode, string Output, string Error) Cli(params string[] args)
-    {
-        var root = new RootCommand();
-        root.Subcommands.Add(PluginCommand.Create());
-        root.Subcommands.Add(LogitsCommand.Create());
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int ExitCode, string Output, string Error) Cli(params string[] args) =>
+        CliRunner.Run([PluginCommand.Create(), LogitsCommand.Create()], args);
 }

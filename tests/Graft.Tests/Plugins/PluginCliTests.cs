@@ -1,22 +1,15 @@
 using System.CommandLine;
 using Graft.Cli;
 using Graft.Tensors.SafeTensors;
+using Graft.Tests.Support;
 
 namespace Graft.Tests.Plugins;
 
 /// <summary>`graft plugin new|inspect` and `graft logits --plugin`, invoked in-process.</summary>
 public class PluginCliTests
 {
-    private static (int ExitCode, string Output, string Error) Invoke(params string[] args)
-    {
-        var root = new RootCommand();
-        root.Subcommands.Add(PluginCommand.Create());
-        root.Subcommands.Add(LogitsCommand.Create());
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int ExitCode, string Output, string Error) Invoke(params string[] args) =>
+        CliRunner.Run([PluginCommand.Create(), LogitsCommand.Create()], args);
 
     [Fact]
     public void New_then_inspect_reports_design_parameters_by_part_fingerprint_and_size()

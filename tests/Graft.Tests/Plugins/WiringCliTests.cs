@@ -2,6 +2,7 @@ using System.CommandLine;
 using Graft.Cli;
 using Graft.Models.Generation;
 using Graft.Models.Tokenization;
+using Graft.Tests.Support;
 
 namespace Graft.Tests.Plugins;
 
@@ -29,19 +30,8 @@ public sealed class WiringCliTests : IDisposable
 
     public void Dispose() => _temp.Dispose();
 
-    private static (int Code, string Output, string Error) Invoke(string? input, params string[] args)
-    {
-        var root = new RootCommand
-        {
-            GenerateCommand.Create(DecoderSequenceModel.Load),
-            ChatCommand.Create(DecoderSequenceModel.Load, () => new StringReader(input ?? "")),
-            PluginCommand.Create(),
-        };
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int Code, string Output, string Error) Invoke(string? input, params string[] args) =>
+        CliRunner.Run([GenerateCommand.Create(DecoderSequenceModel.Load), ChatCommand.Create(DecoderSequenceModel.Load, () => new StringReader(input ?? "")), PluginCommand.Create()], args);
 
     private string NewPlugin(string name, string? vision = null)
     {
