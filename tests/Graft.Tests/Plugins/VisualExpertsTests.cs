@@ -397,7 +397,7 @@ public class VisualExpertsTests
         using var folder = new TempFolder();
         string path = folder.Sub("ve.graft");
         var output = new StringWriter();
-        Assert.Equal(0, PluginCommand.RunNew(VisualExperts.DesignName, modelFolder, null, path, 7, "projector", output));
+        Assert.Equal(0, PluginCommand.RunNew(new PluginNewSettings(VisualExperts.DesignName, modelFolder, null, path) { Seed = 7 }, output));
         Assert.Contains("4 tokens per tile, up to 12 tiles", output.ToString());
         using var model = DecoderModel.Load(modelFolder);
         var loaded = Assert.IsType<VisualExperts>(PluginFile.Load(path, model));
@@ -407,8 +407,8 @@ public class VisualExpertsTests
         Assert.Contains("ffn_ve:", inspect.ToString());
         Assert.Contains("patch_embedding:", inspect.ToString());
         Assert.Contains("--vision", Assert.Throws<ArgumentException>(() =>
-            PluginCommand.RunNew(VisualExperts.DesignName, modelFolder, "patch-pixels:2:2", folder.Sub("x.graft"), 0, "projector", TextWriter.Null)).Message);
+            PluginCommand.RunNew(new PluginNewSettings(VisualExperts.DesignName, modelFolder, "patch-pixels:2:2", folder.Sub("x.graft")), TextWriter.Null)).Message);
         Assert.Contains("--tune", Assert.Throws<ArgumentException>(() =>
-            PluginCommand.RunNew(VisualExperts.DesignName, modelFolder, null, folder.Sub("y.graft"), 0, "full", TextWriter.Null)).Message);
+            PluginCommand.RunNew(new PluginNewSettings(VisualExperts.DesignName, modelFolder, null, folder.Sub("y.graft")) { Tune = "full" }, TextWriter.Null)).Message);
     }
 }
