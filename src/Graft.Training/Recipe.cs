@@ -203,6 +203,7 @@ public sealed record Recipe
         if (name.Length == 0 || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || name is "." or "..")
             throw new RecipeException(origin, "name", $"'{name}' must be non-empty and usable as a file name (the plug-in is written as NAME.graft)");
         var (design, options) = ReadDesign(f, root);
+        int seed = f.OptionalInt(root, "seed", "", min: 0) ?? 0;
         var data = ReadData(f, root["data"], "data", inherited: null) ?? new DataMix([], null);
         if (root["stages"] is not JsonArray stages || stages.Count == 0) throw new RecipeException(origin, "stages", "must be a non-empty array of stages");
         var parsed = new List<StageRecipe>();
@@ -218,7 +219,7 @@ public sealed record Recipe
             Description = f.OptionalString(root, "description", "") ?? "",
             Design = design,
             DesignOptions = options,
-            Seed = f.OptionalInt(root, "seed", "", min: 0) ?? 0,
+            Seed = seed,
             Data = data,
             Stages = parsed,
             Origin = origin,
