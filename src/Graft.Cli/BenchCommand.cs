@@ -19,6 +19,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(GemmBench.Create());
         bench.Subcommands.Add(VisionBench.Create());
         bench.Subcommands.Add(DecodeBench.Create());
+        bench.Subcommands.Add(TrainBench.Create());
         return bench;
     }
 }

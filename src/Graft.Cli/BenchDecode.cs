@@ -27,7 +27,7 @@ internal static class DecodeBench
     const string PeerScriptName = "decode_peer.py";
 
     /// <summary>Qwen2-0.5B's shape (config.json of Qwen/Qwen2-0.5B), with the layer count adjustable.</summary>
-    static LlmConfig Qwen2HalfBillion(int layers) => new()
+    internal static LlmConfig Qwen2HalfBillion(int layers) => new()
     {
         Family = LlmFamily.Qwen2,
         Architecture = "Qwen2ForCausalLM",
