@@ -53,7 +53,7 @@ public static class ChatCommand
                     var session = new PluginSession(deployment.Host, GenerateCommand.PluginName, ContextTokens);
                     await Converse(reader, output, error, tokenizer, config, acceptsImages: true, (history, images) =>
                     {
-                        var request = session.Request(deployment.ChatPrompt(GenerateCommand.PluginName, tokenizer, chatTemplate, history, images));
+                        var request = session.Request(PluginDeployment.ChatPrompt(deployment.Host.Plugin(GenerateCommand.PluginName), tokenizer, chatTemplate, history, images));
                         return (request, request.PromptIds);
                     }, cancellationToken);
                     return 0;

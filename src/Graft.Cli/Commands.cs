@@ -20,5 +20,6 @@ internal static class Commands
         PluginCommand.Create(),
         EvalCommand.Create(),
         ReportCommand.Create(),
+        ServeCommand.Create(),
     ];
 }

@@ -85,8 +85,8 @@ public static class GenerateCommand
                 using var deployment = PluginDeployment.Open(folder, [KeyValuePair.Create(PluginName, pluginFolder)], parseResult.GetValue(vision));
                 var session = new PluginSession(deployment.Host, PluginName, int.MaxValue);
                 var request = session.Request(chatTemplate is not null
-                    ? deployment.ChatPrompt(PluginName, tokenizer, chatTemplate, [ChatMessage.User(text)], [images])
-                    : deployment.PlainPrompt(PluginName, tokenizer, text, images), options.MaxTokens);
+                    ? PluginDeployment.ChatPrompt(deployment.Host.Plugin(PluginName), tokenizer, chatTemplate, [ChatMessage.User(text)], [images])
+                    : PluginDeployment.PlainPrompt(deployment.Host.Plugin(PluginName), tokenizer, text, images), options.MaxTokens);
                 await Stream(new TextGenerator(tokenizer, request, config.EosTokenIds), request.PromptIds, options, output, error, cancellationToken);
                 return 0;
             }

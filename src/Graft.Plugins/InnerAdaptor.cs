@@ -127,6 +127,8 @@ public sealed class InnerAdaptor : IPlugin
     /// <summary>IAA's Text workflow is the base alone: nothing of the plug-in acts on text.</summary>
     public bool CanRouteText => false;
 
+    public bool CanEncodePixels => Vision is not null;
+
     private OwnOutput? Own { get; }
 
     /// <summary>The plug-in's own embedding, final norm and head; the head is the embedding itself when the base ties them.</summary>

@@ -18,14 +18,12 @@ public sealed class PluginDeployment : IDisposable
     public const string DefaultPlaceholder = "<image>";
 
     private readonly List<IDisposable> _visions;
-    private readonly Dictionary<string, string> _placeholders;
 
-    private PluginDeployment(DecoderModel model, PluginHost host, List<IDisposable> visions, Dictionary<string, string> placeholders)
+    private PluginDeployment(DecoderModel model, PluginHost host, List<IDisposable> visions)
     {
         Model = model;
         Host = host;
         _visions = visions;
-        _placeholders = placeholders;
     }
 
     public DecoderModel Model { get; }
@@ -44,7 +42,6 @@ public sealed class PluginDeployment : IDisposable
         try
         {
             var host = new PluginHost(model);
-            var placeholders = new Dictionary<string, string>(StringComparer.Ordinal);
             bool towerUsed = false;
             foreach (var (name, folder) in plugins)
             {
@@ -54,12 +51,10 @@ public sealed class PluginDeployment : IDisposable
                 var vision = LoadPlugin(model, folder, plugins.Count == 1 || wantsTower ? visionFolder : null, out var plugin);
                 if (vision is IDisposable owned) visions.Add(owned);
                 host.Attach(name, plugin);
-                placeholders[name] = plugin.Manifest.HyperParameters["image_placeholder"] is { } node && node.GetValueKind() == JsonValueKind.String
-                    ? node.GetValue<string>() : DefaultPlaceholder;
             }
             if (visionFolder is not null && plugins.Count != 1 && !towerUsed)
                 throw new ArgumentException($"--vision: none of the plug-ins ({string.Join(", ", plugins.Select(p => p.Key))}) uses a CLIP/SigLIP tower; leave --vision out");
-            return new PluginDeployment(model, host, visions, placeholders);
+            return new PluginDeployment(model, host, visions);
         }
         catch
         {
@@ -86,26 +81,30 @@ public sealed class PluginDeployment : IDisposable
         }
     }
 
-    /// <summary>Where the design of plug-in <paramref name="pluginName"/> puts an image in its prompt (LLaVA's `&lt;image&gt;`).</summary>
-    public string Placeholder(string pluginName)
+    /// <summary>Where <paramref name="plugin"/>'s design puts an image in its prompt (plugin.json's image_placeholder, else LLaVA's `&lt;image&gt;`).</summary>
+    public static string Placeholder(IPlugin plugin)
     {
-        Host.Plugin(pluginName);
-        return _placeholders[pluginName];
+        ArgumentNullException.ThrowIfNull(plugin);
+        return plugin.Manifest.HyperParameters["image_placeholder"] is { } node && node.GetValueKind() == JsonValueKind.String
+            ? node.GetValue<string>() : DefaultPlaceholder;
     }
 
     /// <summary>
-    /// The prompt of a conversation whose messages carry <paramref name="images"/> (one list per message) for plug-in
-    /// <paramref name="pluginName"/>: a message with images but no placeholder gets one per image before its text; the template
+    /// The prompt of a conversation whose messages carry <paramref name="images"/> (one list per message) for
+    /// <paramref name="plugin"/>: a message with images but no placeholder gets one per image before its text; the template
     /// renders every turn, and the rendered text is cut at the placeholders. Without any image it is exactly the base's
     /// encoding of the same conversation (and needs no plug-in).
     /// </summary>
-    public MultimodalPrompt ChatPrompt(string? pluginName, Tokenizer tokenizer, ChatTemplate template, IReadOnlyList<ChatMessage> messages,
+    public static MultimodalPrompt ChatPrompt(IPlugin? plugin, Tokenizer tokenizer, ChatTemplate template, IReadOnlyList<ChatMessage> messages,
         IReadOnlyList<IReadOnlyList<RgbImage>> images)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         ArgumentNullException.ThrowIfNull(template);
+        ArgumentNullException.ThrowIfNull(messages);
+        ArgumentNullException.ThrowIfNull(images);
+        if (images.Count != messages.Count) throw new ArgumentException($"{images.Count} image lists for {messages.Count} messages", nameof(images));
         if (images.All(list => list.Count == 0)) return MultimodalPrompt.FromIds(template.Encode(tokenizer, messages, addGenerationPrompt: true));
-        var placeholder = PlaceholderForImages(pluginName);
+        var placeholder = PlaceholderForImages(plugin);
         var placed = messages.Select((m, i) => m with { Content = WithPlaceholders(m.Content, images[i].Count, placeholder) }).ToArray();
         var text = template.Render(placed, addGenerationPrompt: true);
         bool rendersBos = tokenizer.BosToken is { Length: > 0 } bos && text.StartsWith(bos, StringComparison.Ordinal);
@@ -113,11 +112,11 @@ public sealed class PluginDeployment : IDisposable
     }
 
     /// <summary>A plain prompt (no chat template) with its images; without images, exactly the base's encoding.</summary>
-    public MultimodalPrompt PlainPrompt(string? pluginName, Tokenizer tokenizer, string text, IReadOnlyList<RgbImage> images)
+    public static MultimodalPrompt PlainPrompt(IPlugin? plugin, Tokenizer tokenizer, string text, IReadOnlyList<RgbImage> images)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         if (images.Count == 0) return MultimodalPrompt.FromIds(tokenizer.Encode(text));
-        var placeholder = PlaceholderForImages(pluginName);
+        var placeholder = PlaceholderForImages(plugin);
         return Layout(tokenizer, WithPlaceholders(text, images.Count, placeholder), images, placeholder, addSpecialTokens: true);
     }
 
@@ -132,8 +131,8 @@ public sealed class PluginDeployment : IDisposable
         e is PluginFormatException or PluginCompatibilityException or ImageFormatException or VisionModelException or SafeTensorsException
             or LlmConfigException or KeyNotFoundException;
 
-    private string PlaceholderForImages(string? pluginName) =>
-        pluginName is null ? throw new ArgumentException("a prompt with an image needs a plug-in to turn it into embeddings") : Placeholder(pluginName);
+    private static string PlaceholderForImages(IPlugin? plugin) =>
+        plugin is null ? throw new ArgumentException("a prompt with an image needs a plug-in to turn it into embeddings") : Placeholder(plugin);
 
     private static string WithPlaceholders(string text, int images, string placeholder) =>
         images == 0 || text.Contains(placeholder, StringComparison.Ordinal) ? text : string.Concat(Enumerable.Repeat(placeholder + "\n", images)) + text;

@@ -22,9 +22,16 @@ public sealed class TextGenerator
         ArgumentNullException.ThrowIfNull(model);
         _tokenizer = tokenizer;
         _model = model;
-        var eos = new HashSet<int>(eosTokenIds ?? []);
+        EosTokenIds = EosTokensOf(tokenizer, eosTokenIds);
+    }
+
+    /// <summary>The tokens that end a completion: the checkpoint's EOS ids and the tokenizer's EOS.</summary>
+    public static IReadOnlySet<int> EosTokensOf(Tokenizer tokenizer, IEnumerable<int>? checkpointEosIds)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        var eos = new HashSet<int>(checkpointEosIds ?? []);
         if (tokenizer.EosTokenId is { } id) eos.Add(id);
-        EosTokenIds = eos;
+        return eos;
     }
 
     public IReadOnlySet<int> EosTokenIds { get; }
