@@ -10,12 +10,13 @@ using Graft.Models.Llm;
 using Graft.Plugins;
 using Graft.Serving;
 using Graft.Tensors;
+using Graft.Training.Tokenization;
 
 namespace Graft.Cli;
 
 /// <summary>
 /// `graft bench serve`: the OpenAI-compatible server under load on loopback. A Qwen2-0.5B-shaped base with random bf16
-/// weights and a byte-level tokenizer is written to a temporary folder with a Bridge plug-in (patch-pixels front end);
+/// weights and a byte-level BPE tokenizer trained on the prompts is written to a temporary folder with a Bridge plug-in (patch-pixels front end);
 /// N clients each send M streamed requests one after another, alternating text-only requests to BASE and image requests to
 /// BASE+bridge. The same load runs twice in this process: with decode steps batched (--max-batch N) and one request at a
 /// time (--max-batch 1); requests/s, tokens/s and time to first token (p50, p99) of both, and their ratio, show the gain.
@@ -57,9 +58,11 @@ internal static class ServeBench
         var folder = Path.Combine(Path.GetTempPath(), $"graft-bench-serve-{Guid.NewGuid():N}");
         try
         {
-            var config = DecodeBench.Qwen2HalfBillion(layers) with { MaxPositionEmbeddings = 4096 };
             string modelFolder = Path.Combine(folder, "qwen2-0.5b-shape"), pluginFolder = Path.Combine(folder, PluginName + ".graft");
-            RandomCheckpoint.Write(modelFolder, config, DType.BF16, seed: 1);
+            var tokenizer = ByteLevelBpeTrainer.Train(Prompts(clients, requests), new BpeTrainingOptions { VocabSize = 320, ModelMaxLength = 4096 });
+            var config = DecodeBench.Qwen2HalfBillion(layers) with { MaxPositionEmbeddings = 4096, EosTokenIds = [tokenizer.Load().EosTokenId!.Value] };
+            DecoderCheckpointWriter.Save(modelFolder, config, RandomWeights.Build(config, DType.BF16, seed: 1),
+                new DecoderCheckpointOptions { StoredAs = DType.BF16, TokenizerFiles = tokenizer.Files });
             using (var model = DecoderModel.Load(modelFolder))
                 PluginFile.Save(Bridge.Create(model, new PatchPixelsFrontEnd(grid: 4, cells: 4), new BridgeOptions { Seed = 2 }), pluginFolder);
             var images = Enumerable.Range(0, clients).Select(Image).ToArray();
@@ -91,9 +94,8 @@ internal static class ServeBench
             var results = new List<(double Ttft, int Tokens)>();
             for (int r = 0; r < requests; r++)
             {
-                bool image = (c + r) % 2 == 1;
-                string prompt = $"Client {c}, request {r}: " + (image ? "what is in this picture?" : "tell me a story about the number " + (c * requests + r));
-                results.Add(await Request(http, Body(image ? baseName + ChatEngine.PluginSeparator + PluginName : baseName, prompt, image ? images[c] : null, maxTokens)));
+                bool image = IsImageRequest(c, r);
+                results.Add(await Request(http, Body(image ? baseName + ChatEngine.PluginSeparator + PluginName : baseName, Prompt(c, r, requests), image ? images[c] : null, maxTokens)));
             }
             return results;
         }));
@@ -101,6 +103,15 @@ internal static class ServeBench
         var all = perClient.SelectMany(r => r).ToArray();
         return new Measurement(maxBatch, all.Length, all.Sum(r => (long)r.Tokens), seconds, all.Select(r => r.Ttft).Order().ToArray());
     }
+
+    static bool IsImageRequest(int client, int request) => (client + request) % 2 == 1;
+
+    static string Prompt(int client, int request, int requests) =>
+        $"Client {client}, request {request}: " + (IsImageRequest(client, request) ? "what is in this picture?" : "tell me a story about the number " + (client * requests + request));
+
+    /// <summary>Every prompt of the load, the text the bench's tokenizer is trained on.</summary>
+    static IEnumerable<string> Prompts(int clients, int requests) =>
+        Enumerable.Range(0, clients).SelectMany(c => Enumerable.Range(0, requests).Select(r => Prompt(c, r, requests)));
 
     static string Body(string model, string prompt, string? image, int maxTokens)
     {
@@ -170,7 +181,7 @@ internal static class ServeBench
             foreach (var row in rows) Console.WriteLine(row.ToJsonString());
             return;
         }
-        Console.WriteLine($"graft bench serve: Qwen2-0.5B shape, {config.NumLayers} layers, random bf16 weights, byte-level tokenizer; Bridge plug-in (patch-pixels 4x4);"
+        Console.WriteLine($"graft bench serve: Qwen2-0.5B shape, {config.NumLayers} layers, random bf16 weights, byte-level BPE trained on the prompts; Bridge plug-in (patch-pixels 4x4);"
             + $" {Environment.ProcessorCount} threads, server and clients in this process on loopback");
         Console.WriteLine($"{clients} clients x {requests} streamed requests each, alternating text-only and image ({ImageSide}x{ImageSide} PNG), greedy, up to {maxTokens} tokens each.");
         Console.WriteLine();

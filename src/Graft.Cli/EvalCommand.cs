@@ -101,7 +101,7 @@ public static class EvalCommand
                 Seed = parse.GetValue(_seed),
             };
             options.Validate();
-            return (parse.GetValue(_model)!, benches, options, parse.GetValue(_quiet) ? null : new ProgressBar(error), parse.GetValue(_vision));
+            return (parse.GetValue(_model)!, benches, options, parse.GetValue(_quiet) ? null : ProgressBar.ForStandardError(error), parse.GetValue(_vision));
         }
     }
 

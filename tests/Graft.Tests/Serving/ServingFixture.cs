@@ -1,4 +1,3 @@
-using Graft.Cli;
 using Graft.Models.Chat;
 using Graft.Models.Generation;
 using Graft.Models.Imaging;
@@ -6,7 +5,6 @@ using Graft.Models.Llm;
 using Graft.Models.Tokenization;
 using Graft.Plugins;
 using Graft.Serving;
-using Graft.Tensors;
 using Graft.Tests.Plugins;
 using Graft.Tests.Support;
 using ChatMessage = Graft.Models.Chat.ChatMessage;
@@ -39,9 +37,11 @@ public sealed class ServingFixture : IDisposable
         {
             Family = LlmFamily.Qwen2, Architecture = "Qwen2ForCausalLM", VocabSize = 672, HiddenSize = 64, IntermediateSize = 96, NumLayers = 2,
             NumHeads = 4, NumKeyValueHeads = 2, HeadDim = 16, RmsNormEps = 1e-6f, RopeTheta = 10000, RopeScaling = RopeScaling.None,
-            MaxPositionEmbeddings = 8192, TieWordEmbeddings = true, QkvBias = true, OutputBias = false, MlpBias = false, BosTokenIds = [], EosTokenIds = [],
+            MaxPositionEmbeddings = 8192, TieWordEmbeddings = true, QkvBias = true, OutputBias = false, MlpBias = false, BosTokenIds = [], EosTokenIds = [658],
         };
-        RandomCheckpoint.Write(ModelFolder, config, DType.F32, seed: 3, Path.Combine(GoldenCase.Folder("tokenizer"), "qwen2_style"));
+        // The tokenizer's <|im_end|> (658) ends a turn, as Qwen2's does.
+        DecoderCheckpointWriter.Save(ModelFolder, config, DecoderWeights.CreateRandom(config, seed: 3, initializerRange: 0.05f),
+            new DecoderCheckpointOptions { TokenizerFolder = Path.Combine(GoldenCase.Folder("tokenizer"), "qwen2_style") });
         PluginFolder = _folder.Sub(Plugin + ".graft");
         using (var model = DecoderModel.Load(ModelFolder)) PluginFile.Save(PluginFixtures.RandomBridge(model, seed: 4), PluginFolder);
         _reference = PluginDeployment.Open(ModelFolder, [KeyValuePair.Create(Plugin, PluginFolder)], null);
