@@ -20,5 +20,7 @@ internal static class Commands
         PluginCommand.Create(),
         EvalCommand.Create(),
         ReportCommand.Create(),
+        TrainCommand.Create(),
+        ServeCommand.Create(),
     ];
 }

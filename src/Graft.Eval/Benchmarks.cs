@@ -1,4 +1,3 @@
-using System.Text;
 using Graft.Training.Data;
 
 namespace Graft.Eval;
@@ -23,7 +22,7 @@ public static class Benchmarks
             BenchKind.Mmlu => Mmlu(spec, model, options, progress),
             BenchKind.ScienceQa => ScienceQa(spec, model, options, progress),
             BenchKind.Shapes => FreeAnswers(spec, System.IO.Path.Combine(spec.Path, "llava.json"), System.IO.Path.Combine(spec.Path, "images"), model, options, progress),
-            BenchKind.Llava => FreeAnswers(spec, spec.Path, LlavaImageFolder(spec.Path), model, options, progress),
+            BenchKind.Llava => FreeAnswers(spec, spec.Path, LlavaReader.DefaultImageFolder(spec.Path), model, options, progress),
             BenchKind.Iit => Iit.Run(spec, model, options, progress),
             _ => throw new ArgumentOutOfRangeException(nameof(spec), spec.Kind, "unknown benchmark kind"),
         };
@@ -83,29 +82,9 @@ public static class Benchmarks
         return result;
     }
 
-    /// <summary>Per subject (ordinal order): the questions scored and the dev examples used as shots.</summary>
-    public static SortedDictionary<string, (List<MmluQuestion> Questions, List<MmluQuestion> Dev)> LoadMmlu(string path, EvalOptions options)
-    {
-        var subjects = new SortedDictionary<string, (List<MmluQuestion>, List<MmluQuestion>)>(StringComparer.Ordinal);
-        if (Directory.Exists(path))
-        {
-            var dev = Directory.Exists(System.IO.Path.Combine(path, "dev")) ? MmluReader.ReadSplit(path, "dev") : new();
-            foreach (var (subject, questions) in MmluReader.ReadSplit(path, options.Split))
-                subjects[subject] = (questions, dev.TryGetValue(subject, out var shots) ? shots : []);
-        }
-        else if (File.Exists(path))
-        {
-            foreach (var group in MmluReader.ReadJsonl(path).GroupBy(q => q.Subject).OrderBy(g => g.Key, StringComparer.Ordinal))
-            {
-                var all = group.ToList();
-                int shots = Math.Min(options.Shots, all.Count - 1);
-                subjects[group.Key] = (all.GetRange(shots, all.Count - shots), all.GetRange(0, shots));
-            }
-        }
-        else throw new FileNotFoundException($"MMLU set not found: {path} (a folder with dev/ and {options.Split}/, or a JSONL file)", path);
-        if (subjects.Count == 0) throw new DataFormatException(path, "top level", $"no MMLU questions in split \"{options.Split}\"");
-        return subjects;
-    }
+    /// <summary>Per subject (ordinal order): the questions scored and the dev examples used as shots (<see cref="MmluReader.LoadWithShots"/>).</summary>
+    public static SortedDictionary<string, (List<MmluQuestion> Questions, List<MmluQuestion> Dev)> LoadMmlu(string path, EvalOptions options) =>
+        MmluReader.LoadWithShots(path, options.Split, options.Shots);
 
     /// <summary>
     /// ScienceQA as LaVIN evaluates it: its prompt, greedy generation, "The answer is X" read with the original
@@ -119,9 +98,7 @@ public static class Benchmarks
         foreach (var category in ScienceQaBreakdown.Categories) result.Declare(category);
         var asked = problems.Where(p => !p.HasImage || model.AcceptsImages).ToList();
         for (int i = asked.Count; i < problems.Count; i++) result.Skip(NeedsPlugin);
-        var requests = asked.Select(p => new GenerationRequest(p.HasImage
-            ? new EvalPrompt(EvalPrompt.ImagePlaceholder + "\n" + p.Prompt(), [p.ImagePath!])
-            : EvalPrompt.TextOnly(p.Prompt()), options.MaxNewTokens)).ToArray();
+        var requests = asked.Select(p => new GenerationRequest(EvalPrompt.From(PromptFormats.ScienceQa(p)), options.MaxNewTokens)).ToArray();
         progress?.Start(spec.Name, requests.Length);
         var answers = model.Generate(requests, progress is null ? null : progress.Report);
         for (int i = 0; i < asked.Count; i++)
@@ -159,36 +136,8 @@ public static class Benchmarks
         return result;
     }
 
-    /// <summary>
-    /// The raw transcript a base model continues: "Question: {user}\n" and "Answer: {assistant}\n\n" for the turns
-    /// before <paramref name="turn"/> (system text first, on its own line), ending in "Answer:".
-    /// </summary>
-    public static EvalPrompt FreeAnswerPrompt(Conversation conversation, int turn)
-    {
-        var text = new StringBuilder();
-        var images = new List<string>();
-        for (int i = 0; i < turn; i++)
-        {
-            var t = conversation.Turns[i];
-            switch (t.Role)
-            {
-                case Role.System: text.Append(t.Text).Append('\n'); break;
-                case Role.User: text.Append("Question: ").Append(t.Text).Append('\n'); break;
-                default: text.Append("Answer: ").Append(t.Text).Append("\n\n"); break;
-            }
-            images.AddRange(t.ImageRefs.Select(r => conversation.ImagePaths[r]));
-        }
-        text.Append("Answer:");
-        return new EvalPrompt(text.ToString(), images);
-    }
-
-    /// <summary>LLaVA images live beside the JSON, or in an images/ folder beside it (as the shapes world writes them).</summary>
-    private static string LlavaImageFolder(string file)
-    {
-        string folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(file))!;
-        string images = System.IO.Path.Combine(folder, "images");
-        return Directory.Exists(images) ? images : folder;
-    }
+    /// <summary>The free-answer request for one assistant turn (<see cref="PromptFormats.FreeAnswer"/>).</summary>
+    public static EvalPrompt FreeAnswerPrompt(Conversation conversation, int turn) => EvalPrompt.From(PromptFormats.FreeAnswer(conversation, turn));
 
     internal static List<T> RoundRobin<T>(IReadOnlyList<List<T>> groups, int? limit)
     {

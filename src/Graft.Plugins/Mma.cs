@@ -74,7 +74,7 @@ public sealed class Mma : IPlugin
     private const string LlmPrefix = "layers.";
     private const string VisionPrefix = "backbone.visual.transformer.resblocks.";
 
-    private readonly Random _dropout;
+    private Random _dropout;
 
     private Mma(DecoderModel baseModel, IVisionFrontEnd? vision, PluginManifest manifest, RoutedRepAdapter[] llmAdapters,
         RoutedRepAdapter[] visionAdapters, Tensor[] projection, Tensor modalityEmbedding, int seed)
@@ -127,8 +127,16 @@ public sealed class Mma : IPlugin
     /// <summary>MMA's adapters act on text too (LaVIN routes text through them), so text can be routed here.</summary>
     public bool CanRouteText => true;
 
+    public bool CanEncodePixels => Vision is not null;
+
     /// <summary>While true the adapters' dropout is active (training); false (the default) is inference.</summary>
     public bool Training { get; set; }
+
+    /// <summary>
+    /// Restarts the adapters' dropout masks from <paramref name="seed"/>: a trainer seeds them per example, so that a run
+    /// resumed from a checkpoint draws exactly the masks the uninterrupted run would have drawn.
+    /// </summary>
+    public void SeedDropout(int seed) => _dropout = new Random(seed);
 
     /// <summary>LaVIN's τ: 10 for its 7B base (d = 4096), 5 for the others.</summary>
     public static float DefaultTemperature(int hiddenSize) => hiddenSize == 4096 ? 10f : 5f;

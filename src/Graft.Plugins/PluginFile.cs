@@ -24,8 +24,11 @@ public static class PluginFile
     /// <summary>The designs this build can load.</summary>
     public static IReadOnlyList<string> Designs { get; } = [Bridge.DesignName, Mma.DesignName, InnerAdaptor.DesignName, VisualExperts.DesignName, Wings.DesignName];
 
-    /// <summary>Writes <paramref name="plugin"/> to <paramref name="folder"/> (created if needed); returns the manifest as written.</summary>
-    public static PluginManifest Save(IPlugin plugin, string folder)
+    /// <summary>
+    /// Writes <paramref name="plugin"/> to <paramref name="folder"/> (created if needed); returns the manifest as written.
+    /// <paramref name="training"/>, when given, is the provenance plugin.json records instead of the plug-in's own (a trainer's account of how it was trained).
+    /// </summary>
+    public static PluginManifest Save(IPlugin plugin, string folder, System.Text.Json.Nodes.JsonObject? training = null)
     {
         ArgumentNullException.ThrowIfNull(plugin);
         ArgumentException.ThrowIfNullOrEmpty(folder);
@@ -38,6 +41,7 @@ public static class PluginFile
             new Dictionary<string, string> { ["format"] = "pt", ["graft_design"] = plugin.Design });
         var manifest = plugin.Manifest with
         {
+            Training = training ?? plugin.Manifest.Training,
             TensorParts = plugin.Parameters.GroupBy(p => p.Part).ToDictionary(g => g.Key, g => g.Select(p => p.Name).ToArray()),
             TensorsSha256 = Sha256OfFile(tensorsPath),
         };

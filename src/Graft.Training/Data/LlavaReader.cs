@@ -20,6 +20,14 @@ public static class LlavaReader
     public static List<Conversation> Read(string path, string imageFolder) =>
         path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) ? ReadJsonl(path, imageFolder) : ReadJson(path, imageFolder);
 
+    /// <summary>Where the images of a LLaVA file live: an images/ folder beside it (as the shapes world writes them), else beside it.</summary>
+    public static string DefaultImageFolder(string file)
+    {
+        string folder = Path.GetDirectoryName(Path.GetFullPath(file))!;
+        string images = Path.Combine(folder, "images");
+        return Directory.Exists(images) ? images : folder;
+    }
+
     public static List<Conversation> ReadJson(string path, string imageFolder)
     {
         using var document = JsonFiles.ParseFile(path);

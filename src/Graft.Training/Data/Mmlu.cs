@@ -68,6 +68,35 @@ public static class MmluReader
         return questions;
     }
 
+    /// <summary>
+    /// Per subject (ordinal order), the questions of <paramref name="split"/> and the examples used as shots: a folder
+    /// gives the questions from its split folder and the shots from dev/; a JSONL file takes the first
+    /// <paramref name="shots"/> questions of each subject as its shots and the rest as its questions.
+    /// </summary>
+    public static SortedDictionary<string, (List<MmluQuestion> Questions, List<MmluQuestion> Dev)> LoadWithShots(string path, string split, int shots)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(shots);
+        var subjects = new SortedDictionary<string, (List<MmluQuestion>, List<MmluQuestion>)>(StringComparer.Ordinal);
+        if (Directory.Exists(path))
+        {
+            var dev = Directory.Exists(Path.Combine(path, "dev")) ? ReadSplit(path, "dev") : new();
+            foreach (var (subject, questions) in ReadSplit(path, split))
+                subjects[subject] = (questions, dev.TryGetValue(subject, out var shotList) ? shotList : []);
+        }
+        else if (File.Exists(path))
+        {
+            foreach (var group in ReadJsonl(path).GroupBy(q => q.Subject).OrderBy(g => g.Key, StringComparer.Ordinal))
+            {
+                var all = group.ToList();
+                int taken = Math.Min(shots, all.Count - 1);
+                subjects[group.Key] = (all.GetRange(taken, all.Count - taken), all.GetRange(0, taken));
+            }
+        }
+        else throw new FileNotFoundException($"MMLU set not found: {path} (a folder with dev/ and {split}/, or a JSONL file)", path);
+        if (subjects.Count == 0) throw new DataFormatException(path, "top level", $"no MMLU questions in split \"{split}\"");
+        return subjects;
+    }
+
     /// <summary>"high_school_physics_test.csv" -> "high_school_physics".</summary>
     public static string SubjectOf(string path)
     {

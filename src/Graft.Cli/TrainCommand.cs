@@ -1,0 +1,223 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Graft.Models.Llm;
+using Graft.Plugins;
+using Graft.Training;
+using Graft.Training.Data;
+
+namespace Graft.Cli;
+
+/// <summary>
+/// `graft train --recipe FILE|preset:NAME --model DIR [--vision SPEC] --data KIND:PATH... --out RUN_DIR [--resume]
+/// [--steps N] [--seed S] [--json]` and `graft train --list-presets`: trains a plug-in by a recipe, with a live progress
+/// bar on stderr (plain lines when stderr is redirected); Ctrl-C stops at a step boundary and saves a checkpoint.
+/// </summary>
+public static class TrainCommand
+{
+    /// <summary>The exit code of a run stopped by Ctrl-C (saved, resumable), as shells report SIGINT.</summary>
+    public const int Interrupted = 130;
+
+    private const string DefaultVision = "patch-pixels:4:2";
+
+    public static Command Create(Func<CancellationToken>? cancellation = null)
+    {
+        var recipe = new Option<string?>("--recipe") { Description = $"A recipe file, or preset:NAME ({string.Join(", ", Recipe.PresetNames)})" };
+        var model = new Option<string?>("--model") { Description = "The base model folder (Hugging Face); only read" };
+        var vision = new Option<string?>("--vision") { Description = $"The vision front end: a CLIP/SigLIP folder or patch-pixels:GRID:CELLS (default {DefaultVision}); none for visual-experts" };
+        var data = new Option<string[]>("--data") { Description = $"KIND:PATH[:SPLIT][@WEIGHT], repeatable; replaces the recipe's data sources (kinds: {string.Join(", ", DataSourceSpec.Kinds)})" };
+        var output = new Option<string?>("--out") { Description = "The run folder: recipe.json, metrics.jsonl, checkpoints/ and NAME.graft" };
+        var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint" };
+        var steps = new Option<int?>("--steps") { Description = "Total optimiser steps, shared over the stages in proportion to the recipe's" };
+        var seed = new Option<int?>("--seed") { Description = "Seed of the initialisation, data order and dropout (default: the recipe's)" };
+        var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
+        var listPresets = new Option<bool>("--list-presets") { Description = "List the recipes shipped with Graft" };
+        var command = new Command("train", "Train a plug-in by a recipe on a frozen base");
+        foreach (var option in new Option[] { recipe, model, vision, data, output, resume, steps, seed, json, listPresets }) command.Options.Add(option);
+        command.SetAction(parse =>
+        {
+            var stdout = parse.InvocationConfiguration.Output;
+            var stderr = parse.InvocationConfiguration.Error;
+            if (parse.GetValue(listPresets)) return ListPresets(stdout);
+            return Guarded(stderr, () =>
+            {
+                string recipeText = parse.GetValue(recipe) ?? throw new ArgumentException("--recipe is required (a file or preset:NAME; see --list-presets)");
+                string modelFolder = parse.GetValue(model) ?? throw new ArgumentException("--model is required");
+                string runFolder = parse.GetValue(output) ?? throw new ArgumentException("--out is required");
+                if (parse.GetValue(steps) is <= 0) throw new ArgumentException($"--steps must be positive, got {parse.GetValue(steps)}");
+                if (parse.GetValue(seed) is < 0) throw new ArgumentException($"--seed must be zero or more, got {parse.GetValue(seed)}");
+                var sources = parse.GetValue(data) is { Length: > 0 } given ? given.Select(s => DataSourceSpec.Parse(s, "--data")).ToList() : null;
+                var options = new RunOptions(Recipe.Load(recipeText), modelFolder, parse.GetValue(vision), sources, runFolder,
+                    parse.GetValue(resume), parse.GetValue(steps), parse.GetValue(seed), parse.GetValue(json));
+                return Run(options, stdout, stderr, cancellation?.Invoke() ?? CancelOnCtrlC(stderr));
+            });
+        });
+        return command;
+    }
+
+    /// <summary>Everything `graft train` was asked, checked.</summary>
+    public sealed record RunOptions(Recipe Recipe, string Model, string? Vision, IReadOnlyList<DataSourceSpec>? Data, string RunFolder,
+        bool Resume, int? Steps, int? Seed, bool Json);
+
+    public static int Run(RunOptions options, TextWriter output, TextWriter error, CancellationToken cancellation)
+    {
+        using var model = DecoderModel.Load(options.Model);
+        var vision = options.Recipe.Design == VisualExperts.DesignName
+            ? (options.Vision is null ? null : throw new ArgumentException($"--vision: {VisualExperts.DesignName} has its own trainable patch embedding and takes no vision front end"))
+            : VisionFrontEnds.Parse(options.Vision ?? DefaultVision);
+        using var _ = vision as IDisposable;
+        var request = new TrainingRequest
+        {
+            Recipe = options.Recipe, Base = model, Vision = vision, RunFolder = options.RunFolder, Data = options.Data,
+            Steps = options.Steps, Seed = options.Seed, Resume = options.Resume,
+        };
+        var bar = new TrainingProgressBar(error, live: ReferenceEquals(error, Console.Error) && !Console.IsErrorRedirected);
+        TrainingResult result;
+        try
+        {
+            result = PluginTrainer.Train(request, bar, cancellation);
+        }
+        catch (TrainingInterruptedException stopped)
+        {
+            bar.Finish();
+            error.WriteLine($"stopped after step {stopped.Step}; saved {stopped.Checkpoint}");
+            error.WriteLine($"continue with the same command and --resume (graft train ... --out {stopped.RunFolder} --resume)");
+            return Interrupted;
+        }
+        bar.Finish();
+        if (options.Json) output.WriteLine(ToJson(result, options.Recipe).ToJsonString());
+        else Print(result, options.Recipe, output);
+        return 0;
+    }
+
+    private static int ListPresets(TextWriter output)
+    {
+        foreach (var name in Recipe.PresetNames)
+        {
+            var preset = Recipe.Load(Recipe.PresetPrefix + name);
+            output.WriteLine($"{Recipe.PresetPrefix}{name}  ({preset.Design}, {preset.Stages.Count} stage{(preset.Stages.Count == 1 ? "" : "s")}: {string.Join(", ", preset.Stages.Select(s => s.Name))})");
+            output.WriteLine($"    {preset.Description}");
+        }
+        return 0;
+    }
+
+    private static void Print(TrainingResult result, Recipe recipe, TextWriter output)
+    {
+        var c = CultureInfo.InvariantCulture;
+        output.WriteLine(string.Create(c, $"trained {recipe.Name} ({recipe.Design}) in {result.Elapsed.TotalSeconds:F1} s: {result.Steps} steps, {result.Tokens:N0} positions ({result.TokensPerSecond:N0}/s)"));
+        if (result.ResumedFromStep is int from) output.WriteLine($"resumed from step {from}");
+        foreach (var stage in result.Stages)
+            output.WriteLine(string.Create(c, $"  {stage.Name}: {stage.Steps} steps, {string.Join(" + ", stage.Parts)} ({stage.TrainableParameters:N0} parameters), loss {stage.FirstLoss:F4} -> {stage.LastLoss:F4}, {stage.Seconds:F1} s, {stage.TokensPerSecond:N0} positions/s"));
+        if (result.Skipped + result.Truncated > 0)
+            output.WriteLine($"examples over max_length: {result.Truncated:N0} truncated, {result.Skipped:N0} skipped");
+        output.WriteLine($"plug-in: {result.PluginFolder}");
+        output.WriteLine($"metrics: {Path.Combine(result.RunFolder, PluginTrainer.MetricsFileName)}");
+    }
+
+    private static JsonObject ToJson(TrainingResult result, Recipe recipe) => new()
+    {
+        ["recipe"] = recipe.Name,
+        ["design"] = recipe.Design,
+        ["run_folder"] = result.RunFolder,
+        ["plugin"] = result.PluginFolder,
+        ["steps"] = result.Steps,
+        ["seconds"] = Math.Round(result.Elapsed.TotalSeconds, 3),
+        ["tokens"] = result.Tokens,
+        ["tokens_per_s"] = Math.Round(result.TokensPerSecond, 1),
+        ["skipped"] = result.Skipped,
+        ["truncated"] = result.Truncated,
+        ["resumed_from_step"] = result.ResumedFromStep,
+        ["trainable_parameters"] = result.Plugin.Parameters.Sum(p => (long)p.Tensor.Length),
+        ["stages"] = new JsonArray(result.Stages.Select(s => (JsonNode?)new JsonObject
+        {
+            ["name"] = s.Name,
+            ["steps"] = s.Steps,
+            ["parts"] = new JsonArray(s.Parts.Select(p => (JsonNode?)p).ToArray()),
+            ["trainable_parameters"] = s.TrainableParameters,
+            ["seconds"] = Math.Round(s.Seconds, 3),
+            ["tokens"] = s.Tokens,
+            ["tokens_per_s"] = Math.Round(s.TokensPerSecond, 1),
+            ["first_loss"] = float.IsFinite(s.FirstLoss) ? s.FirstLoss : null,
+            ["last_loss"] = float.IsFinite(s.LastLoss) ? s.LastLoss : null,
+        }).ToArray()),
+    };
+
+    /// <summary>A token cancelled by the first Ctrl-C (the run saves and stops at the next step boundary); a second Ctrl-C ends the process.</summary>
+    private static CancellationToken CancelOnCtrlC(TextWriter error)
+    {
+        var source = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            if (source.IsCancellationRequested) return;
+            e.Cancel = true;
+            source.Cancel();
+            error.WriteLine();
+            error.WriteLine("stopping at the end of this step to save a checkpoint (Ctrl-C again to abort without saving)");
+        };
+        return source.Token;
+    }
+
+    /// <summary>Training's own errors (a recipe, data that cannot be read, a divergence, a checkpoint that does not fit) beside the usual bad input.</summary>
+    private static int Guarded(TextWriter error, Func<int> run)
+    {
+        try
+        {
+            return EvalCommand.Guarded("train", error, run);
+        }
+        catch (Exception e) when (e is RecipeException or TrainingDivergedException or InvalidDataException or Graft.Models.Vision.VisionModelException)
+        {
+            error.WriteLine($"graft train: {e.Message}");
+            return 1;
+        }
+    }
+}
+
+/// <summary>
+/// Training progress on stderr: one line redrawn in place (stage, step/total, loss, positions/s, ETA) when it is a
+/// terminal; otherwise a plain line at each stage's start and end, after each checkpoint and at most every 10 seconds.
+/// </summary>
+internal sealed class TrainingProgressBar(TextWriter writer, bool live) : IProgress<TrainingProgress>
+{
+    private const int Width = 24;
+    private int _stage = -1;
+    private DateTime _lastLine = DateTime.MinValue;
+    private bool _open;
+
+    public void Report(TrainingProgress p)
+    {
+        string text = string.Create(CultureInfo.InvariantCulture,
+            $"{p.Stage} ({p.StageIndex + 1}/{p.StageCount}) step {p.StageStep}/{p.StageSteps}  loss {p.Loss:F4}  {p.TokensPerSecond:N0} pos/s  elapsed {Clock(p.Elapsed)}  ETA {Clock(p.Eta)}");
+        if (live)
+        {
+            int filled = p.StageSteps == 0 ? Width : (int)((long)p.StageStep * Width / p.StageSteps);
+            writer.Write($"\r[{new string('#', filled)}{new string('-', Width - filled)}] {text}\u001b[K");
+            _open = true;
+            if (p.StageStep == p.StageSteps) EndLine();
+            if (p.Checkpoint is not null) Line($"saved {p.Checkpoint}");
+            writer.Flush();
+            return;
+        }
+        bool due = p.StageIndex != _stage || p.StageStep == p.StageSteps || p.Checkpoint is not null || DateTime.UtcNow - _lastLine > TimeSpan.FromSeconds(10);
+        _stage = p.StageIndex;
+        if (!due) return;
+        _lastLine = DateTime.UtcNow;
+        writer.WriteLine(p.Checkpoint is null ? text : $"{text}  saved {p.Checkpoint}");
+    }
+
+    public void Finish() => EndLine();
+
+    private void Line(string text)
+    {
+        EndLine();
+        writer.WriteLine(text);
+    }
+
+    private void EndLine()
+    {
+        if (!_open) return;
+        writer.WriteLine();
+        _open = false;
+    }
+
+    private static string Clock(TimeSpan t) => t.TotalHours >= 1 ? $"{(int)t.TotalHours}:{t:mm\\:ss}" : t.ToString("mm\\:ss", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,138 @@
+using Graft.Models.Tokenization;
+using Graft.Plugins;
+using Graft.Training.Data;
+
+namespace Graft.Training;
+
+/// <summary>A piece of a tokenized training example: token ids (assistant ones are targets) or an image file.</summary>
+public abstract record ExamplePart;
+
+public sealed record ExampleText(int[] Ids, bool IsAssistant) : ExamplePart;
+
+public sealed record ExampleImage(string Path) : ExamplePart;
+
+/// <summary>
+/// One training example, tokenized once: its parts in order, where it came from (for messages), whether it has an image,
+/// and <see cref="Targets"/>, the tokens the loss is computed on (assistant tokens with a token before them).
+/// </summary>
+public sealed record TrainingExample(string Where, IReadOnlyList<ExamplePart> Parts)
+{
+    public bool HasImage { get; } = Parts.Any(p => p is ExampleImage);
+
+    public int Targets { get; } = CountTargets(Parts);
+
+    /// <summary>Text tokens (images not counted).</summary>
+    public int TextTokens => Parts.OfType<ExampleText>().Sum(p => p.Ids.Length);
+
+    /// <summary>
+    /// Tokenizes <paramref name="prompt"/> exactly as evaluation tokenizes its requests: the text is cut at its image
+    /// placeholders and each non-empty piece encoded on its own, the tokenizer's special tokens (BOS) on the first piece
+    /// only. Targets are marked by their character spans: the tokens of a piece that follow the encoding of the text
+    /// before a span (its common prefix with the piece's encoding) up to those that follow the text through its end, so
+    /// the context before each target is, token for token, the request evaluation would send.
+    /// </summary>
+    public static TrainingExample Encode(FormattedPrompt prompt, Tokenizer tokenizer, int vocabSize, string where)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        var pieces = prompt.Text.Split(PromptFormats.ImagePlaceholder);
+        if (pieces.Length - 1 != prompt.ImagePaths.Count)
+            throw new ArgumentException($"{where}: {pieces.Length - 1} {PromptFormats.ImagePlaceholder} placeholder(s) for {prompt.ImagePaths.Count} image(s)");
+        foreach (var target in prompt.Targets)
+            if (prompt.Text[target].Contains(PromptFormats.ImagePlaceholder, StringComparison.Ordinal))
+                throw new ArgumentException($"{where}: an answer holds an image placeholder; images belong to the question");
+        var parts = new List<ExamplePart>();
+        int pieceStart = 0;
+        for (int i = 0; i < pieces.Length; i++)
+        {
+            if (pieces[i].Length > 0) AddPiece(parts, pieces[i], pieceStart, i == 0, prompt, tokenizer, vocabSize, where);
+            if (i < prompt.ImagePaths.Count) parts.Add(new ExampleImage(prompt.ImagePaths[i]));
+            pieceStart += pieces[i].Length + PromptFormats.ImagePlaceholder.Length;
+        }
+        if (prompt.EndsWithEos && tokenizer.EosTokenId is int eos)
+        {
+            if (eos >= vocabSize) throw new ArgumentException($"{where}: the tokenizer's end-of-sequence id {eos} is outside the base's vocabulary of {vocabSize}");
+            parts.Add(new ExampleText([eos], IsAssistant: true));
+        }
+        return new TrainingExample(where, parts);
+    }
+
+    /// <summary>
+    /// The example shortened by <paramref name="tokens"/> tokens from the end, never into an image; null when that would
+    /// reach an image or leave no target.
+    /// </summary>
+    public TrainingExample? Truncated(int tokens)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(tokens);
+        var parts = Parts.ToList();
+        while (tokens > 0)
+        {
+            if (parts.Count == 0 || parts[^1] is not ExampleText last) return null;
+            if (last.Ids.Length > tokens)
+            {
+                parts[^1] = last with { Ids = last.Ids[..^tokens] };
+                tokens = 0;
+            }
+            else
+            {
+                tokens -= last.Ids.Length;
+                parts.RemoveAt(parts.Count - 1);
+            }
+        }
+        var shorter = new TrainingExample(Where, parts);
+        return shorter.Targets > 0 ? shorter : null;
+    }
+
+    /// <summary>The example as a request, each image given by <paramref name="image"/> (decoded pixels or cached features).</summary>
+    public MultimodalPrompt ToPrompt(Func<string, ImagePart> image) =>
+        new(Parts.Select(p => p switch
+        {
+            ExampleText text => (PromptPart)new TextPart(text.Ids, text.IsAssistant),
+            ExampleImage picture => image(picture.Path),
+            _ => throw new InvalidOperationException($"unknown example part {p.GetType().Name}"),
+        }).ToList());
+
+    private static void AddPiece(List<ExamplePart> parts, string piece, int pieceStart, bool first, FormattedPrompt prompt, Tokenizer tokenizer, int vocabSize, string where)
+    {
+        var ids = tokenizer.Encode(piece, addSpecialTokens: first);
+        foreach (int id in ids)
+            if ((uint)id >= (uint)vocabSize)
+                throw new ArgumentException($"{where}: token id {id} is outside the base's vocabulary of {vocabSize}; is the tokenizer the base's?");
+        var assistant = new bool[ids.Length];
+        foreach (var target in prompt.Targets)
+        {
+            var (start, length) = target.GetOffsetAndLength(prompt.Text.Length);
+            int from = Math.Max(start, pieceStart) - pieceStart, to = Math.Min(start + length, pieceStart + piece.Length) - pieceStart;
+            if (to <= from) continue;
+            int begin = CommonPrefix(tokenizer.Encode(piece[..from], addSpecialTokens: first), ids);
+            int end = CommonPrefix(tokenizer.Encode(piece[..to], addSpecialTokens: first), ids);
+            for (int k = begin; k < end; k++) assistant[k] = true;
+        }
+        int run = 0;
+        for (int k = 1; k <= ids.Length; k++)
+        {
+            if (k < ids.Length && assistant[k] == assistant[run]) continue;
+            parts.Add(new ExampleText(ids[run..k], assistant[run]));
+            run = k;
+        }
+    }
+
+    private static int CountTargets(IReadOnlyList<ExamplePart> parts)
+    {
+        int count = 0;
+        bool first = true;
+        foreach (var part in parts)
+        {
+            if (part is ExampleText { IsAssistant: true } text) count += first ? text.Ids.Length - 1 : text.Ids.Length;
+            first = false;
+        }
+        return count;
+    }
+
+    private static int CommonPrefix(int[] a, int[] b)
+    {
+        int n = Math.Min(a.Length, b.Length), i = 0;
+        while (i < n && a[i] == b[i]) i++;
+        return i;
+    }
+}

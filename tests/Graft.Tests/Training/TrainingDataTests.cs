@@ -1,0 +1,181 @@
+using Graft.Eval;
+using Graft.Models.Llm;
+using Graft.Models.Tokenization;
+using Graft.Plugins;
+using Graft.Training;
+using Graft.Training.Data;
+
+namespace Graft.Tests.Training;
+
+public sealed class TrainingDataTests : IDisposable
+{
+    private readonly TrainingFixtures _fixtures = new();
+
+    public void Dispose() => _fixtures.Dispose();
+
+    /// <summary>A plug-in that hands every request it prepares to a list before its inner plug-in prepares it.</summary>
+    private sealed class RecordingPlugin(IPlugin inner) : IPlugin
+    {
+        public List<MultimodalPrompt> Prompts { get; } = [];
+        public string Design => inner.Design;
+        public PluginManifest Manifest => inner.Manifest;
+        public DecoderModel Base => inner.Base;
+        public IReadOnlyList<PluginParameter> Parameters => inner.Parameters;
+        public bool CanRouteText => inner.CanRouteText;
+        public bool CanEncodePixels => inner.CanEncodePixels;
+
+        public PreparedInput Prepare(MultimodalPrompt prompt)
+        {
+            Prompts.Add(prompt);
+            return inner.Prepare(prompt);
+        }
+    }
+
+    /// <summary>
+    /// The example before its <paramref name="target"/>-th run of assistant tokens, as runs of token ids (adjacent text
+    /// parts joined) and image paths.
+    /// </summary>
+    private static List<object> Before(TrainingExample example, int target)
+    {
+        var parts = new List<object>();
+        int seen = 0;
+        foreach (var part in example.Parts)
+        {
+            if (part is ExampleText { IsAssistant: true } && seen++ == target) return Joined(parts);
+            parts.Add(part is ExampleText text ? text.Ids : ((ExampleImage)part).Path);
+        }
+        throw new ArgumentException($"the example has {seen} targets");
+    }
+
+    /// <summary>A request as the harness sent it, in the same shape (images as "image").</summary>
+    private static List<object> Sent(MultimodalPrompt prompt) => Joined(prompt.Parts.Select(p => p is TextPart t ? (object)t.Ids : "image"));
+
+    private static List<object> Joined(IEnumerable<object> parts)
+    {
+        var joined = new List<object>();
+        foreach (var part in parts)
+        {
+            if (part is int[] ids && joined.Count > 0 && joined[^1] is int[] previous) joined[^1] = previous.Concat(ids).ToArray();
+            else joined.Add(part);
+        }
+        return joined;
+    }
+
+    /// <summary>Image paths replaced by "image" (the harness hands the plug-in decoded pixels).</summary>
+    private static List<object> Anonymous(List<object> parts) => parts.Select(p => p is string ? "image" : p).ToList();
+
+    [Fact]
+    public void The_context_of_every_target_is_the_request_evaluation_sends()
+    {
+        using var model = DecoderModel.Load(_fixtures.Model);
+        var tokenizer = Tokenizer.FromFolder(_fixtures.Model);
+        var recorder = new RecordingPlugin(Bridge.Create(model, TrainingFixtures.Vision()));
+        var host = new PluginHost(model);
+        host.Attach("p", recorder);
+        var scorer = new PluginScoringModel(host, "p", tokenizer, TextRoute.Base);
+        var conversations = LlavaReader.Read(Path.Combine(_fixtures.Shapes, "llava.json"), Path.Combine(_fixtures.Shapes, "images"));
+        var example = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), tokenizer, model.Config.VocabSize).Examples[0];
+        var conversation = conversations[0];
+        var turns = conversation.SupervisedTurns.ToList();
+        Assert.True(turns.Count >= 2);
+        for (int k = 0; k < turns.Count; k++)
+        {
+            recorder.Prompts.Clear();
+            scorer.Generate(Benchmarks.FreeAnswerPrompt(conversation, turns[k]), maxNewTokens: 1);
+            var expected = Before(example, k);
+            Assert.Equal(conversation.ImagePaths[0], Assert.Single(expected.OfType<string>()));
+            Assert.Equal(Anonymous(expected), Sent(Assert.Single(recorder.Prompts)));
+        }
+
+        // ScienceQA as LaVIN asks it, with and without an image.
+        var problems = ScienceQaDataset.Load(Path.Combine(_fixtures.Shapes, "scienceqa")).Split("train");
+        foreach (var problem in new[] { problems.First(p => p.HasImage), problems.First(p => !p.HasImage) })
+        {
+            var sqa = TrainingExample.Encode(PromptFormats.ScienceQaAnswered(problem), tokenizer, model.Config.VocabSize, "sqa");
+            var expected = Before(sqa, 0);
+            if (problem.HasImage)
+            {
+                recorder.Prompts.Clear();
+                scorer.Generate(EvalPrompt.From(PromptFormats.ScienceQa(problem)), maxNewTokens: 1);
+                Assert.Equal(Anonymous(expected), Sent(Assert.Single(recorder.Prompts)));
+            }
+            else Assert.Equal(tokenizer.Encode(PromptFormats.ScienceQa(problem).Text), (int[])Assert.Single(expected));
+        }
+    }
+
+    [Fact]
+    public void Targets_are_the_answers_with_the_end_of_sequence_where_the_format_has_one()
+    {
+        var tokenizer = Tokenizer.FromFolder(_fixtures.Model);
+        int eos = tokenizer.EosTokenId!.Value;
+        var alpaca = TrainingExample.Encode(PromptFormats.AlpacaAnswered(new AlpacaExample("Name a colour.", "", "red")), tokenizer, 320, "a");
+        var answer = alpaca.Parts.OfType<ExampleText>().Where(p => p.IsAssistant).SelectMany(p => p.Ids).ToArray();
+        Assert.Equal([.. tokenizer.Encode(" red", addSpecialTokens: false), eos], answer);
+        Assert.Equal(answer.Length, alpaca.Targets);
+        Assert.False(alpaca.HasImage);
+
+        var mmlu = new MmluQuestion("geo", "Which?", ["a", "b", "c", "d"], 2);
+        var letter = TrainingExample.Encode(PromptFormats.MmluAnswered(mmlu, [], 0), tokenizer, 320, "m");
+        Assert.Equal(tokenizer.Encode(" C", addSpecialTokens: false), letter.Parts.OfType<ExampleText>().Where(p => p.IsAssistant).SelectMany(p => p.Ids).ToArray());
+        Assert.Equal(tokenizer.Encode(MmluPrompt.Build(mmlu, [], 0)), ((ExampleText)letter.Parts[0]).Ids);
+
+        var transcript = PromptFormats.FreeAnswerTranscript(new Conversation("c", [], [
+            new Turn(Role.User, "Q1?", []), new Turn(Role.Assistant, "A1", []), new Turn(Role.User, "Q2?", []), new Turn(Role.Assistant, "A2", [])]));
+        Assert.Equal("Question: Q1?\nAnswer: A1\n\nQuestion: Q2?\nAnswer: A2\n\n", transcript.Text);
+        Assert.Equal([" A1\n\n", " A2\n\n"], transcript.Targets.Select(r => transcript.Text[r]));
+        Assert.False(transcript.EndsWithEos);
+    }
+
+    [Fact]
+    public void Bad_examples_are_refused_with_where_they_came_from()
+    {
+        var tokenizer = Tokenizer.FromFolder(_fixtures.Model);
+        var inAnswer = new FormattedPrompt("Q <image> A", ["x.png"], [1..11]);
+        Assert.Contains("answer holds an image placeholder", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(inAnswer, tokenizer, 320, "rec 3")).Message);
+        var wrongCount = new FormattedPrompt("Q <image> A", [], [9..11]);
+        Assert.StartsWith("rec 4:", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(wrongCount, tokenizer, 320, "rec 4")).Message);
+        var outside = new FormattedPrompt("Q A", [], [1..3]);
+        Assert.Contains("outside the base's vocabulary of 40", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(outside, tokenizer, 40, "rec 5")).Message);
+        var missing = new DataSourceSpec("shapes", _fixtures.Sub("nowhere"), null, 1);
+        Assert.Contains("nowhere", Assert.Throws<FileNotFoundException>(() => TrainingData.Load(missing, tokenizer, 320)).Message);
+    }
+
+    [Fact]
+    public void Truncation_cuts_text_from_the_end_never_into_an_image()
+    {
+        var example = new TrainingExample("e", [new ExampleText([1, 2], false), new ExampleImage("i.png"), new ExampleText([3, 4], false), new ExampleText([5, 6, 7], true)]);
+        Assert.Equal(3, example.Targets);
+        var shorter = example.Truncated(2)!;
+        Assert.Equal([5], ((ExampleText)shorter.Parts[^1]).Ids);
+        Assert.Equal(1, shorter.Targets);
+        Assert.Null(example.Truncated(3));   // no target left
+        Assert.Null(example.Truncated(6));   // would reach the image
+    }
+
+    [Fact]
+    public void The_stream_is_fixed_by_its_seed_visits_each_example_once_a_pass_and_resumes_by_replay()
+    {
+        var text = Enumerable.Range(0, 5).Select(i => new TrainingExample($"t{i}", [new ExampleText([i], true)])).ToList();
+        var image = Enumerable.Range(0, 7).Select(i => new TrainingExample($"i{i}", [new ExampleImage("x"), new ExampleText([i], true)])).ToList();
+        var sources = new List<(IReadOnlyList<TrainingExample>, double)> { (text, 1), (image, 3) };
+        string[] Draw(ExampleStream s, int n) => Enumerable.Range(0, n).Select(_ => s.Next().Where).ToArray();
+
+        Assert.Equal(Draw(new ExampleStream(sources, null, 7), 50), Draw(new ExampleStream(sources, null, 7), 50));
+        Assert.NotEqual(Draw(new ExampleStream(sources, null, 7), 50), Draw(new ExampleStream(sources, null, 8), 50));
+        var replayed = new ExampleStream(sources, 0.5, 7);
+        replayed.Skip(23);
+        Assert.Equal(Draw(new ExampleStream(sources, 0.5, 7), 40)[23..], Draw(replayed, 17));
+        Assert.Equal(23 + 17, replayed.Drawn);
+
+        var onlyImages = new ExampleStream([(image, 1)], null, 3);
+        Assert.Equal(image.Select(e => e.Where).Order(), Draw(onlyImages, 7).Order());
+        Assert.Equal(image.Select(e => e.Where).Order(), Draw(onlyImages, 7).Order());
+
+        var weighted = Draw(new ExampleStream(sources, null, 1), 4000);
+        Assert.InRange(weighted.Count(w => w.StartsWith('i')) / 4000.0, 0.70, 0.80);
+        var shared = Draw(new ExampleStream(sources, 0.2, 1), 4000);
+        Assert.InRange(shared.Count(w => w.StartsWith('t')) / 4000.0, 0.15, 0.25);
+        Assert.Throws<ArgumentException>(() => new ExampleStream([(image, 1)], 0.3, 1));
+        Assert.Throws<ArgumentException>(() => new ExampleStream([(text, 1)], 0.3, 1));
+    }
+}
