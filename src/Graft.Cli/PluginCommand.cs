@@ -8,15 +8,14 @@ using Graft.Tensors.SafeTensors;
 namespace Graft.Cli;
 
 /// <summary>
-/// `graft plugin new --design bridge|mma|inner-adaptor|visual-experts --base DIR [--vision SPEC] --out NAME.graft [--seed S] [--tune projector|full]`
-/// and `graft plugin inspect NAME.graft`; also the plug-in side of `graft logits --plugin [--vision DIR]`. SPEC is
-/// patch-pixels:GRID:CELLS or a CLIP/SigLIP folder (LLaVA's features: layer -2 without the class token, images padded
-/// to square); a plug-in made with a tower is loaded again with --vision naming that tower's folder.
+/// `graft plugin new --design bridge|mma|inner-adaptor|wings|visual-experts --base DIR [--vision SPEC] --out NAME.graft [--seed S]
+/// [design options]` (<see cref="PluginNewOptions"/>) and `graft plugin inspect NAME.graft`; also the plug-in side of
+/// `graft logits --plugin [--vision DIR]`. SPEC is patch-pixels:GRID:CELLS or a CLIP/SigLIP folder (LLaVA's features:
+/// layer -2 without the class token, images padded to square; MMA: class tokens, with its ViT adapters on a CLIP
+/// folder); a plug-in made with a tower is loaded again with --vision naming that tower's folder.
 /// </summary>
 public static class PluginCommand
 {
-    private const string DefaultVision = "patch-pixels:4:2";
-
     public static Command Create()
     {
         var command = new Command("plugin", "Create and inspect plug-ins (NAME.graft folders)");
@@ -27,17 +26,11 @@ public static class PluginCommand
 
     private static Command CreateNew()
     {
-        var design = new Option<string>("--design") { Description = $"The design: {string.Join(", ", PluginFile.Designs)}", Required = true };
-        var baseFolder = new Option<string>("--base") { Description = "The base model folder (Hugging Face); only read", Required = true };
-        var vision = new Option<string?>("--vision") { Description = $"The vision front end: patch-pixels:GRID:CELLS (default {DefaultVision}) or a CLIP/SigLIP folder" };
-        var output = new Option<string>("--out") { Description = "The plug-in folder to write (NAME.graft)", Required = true };
-        var seed = new Option<int>("--seed") { Description = "Seed of the initialisation", DefaultValueFactory = _ => 0 };
-        var tune = new Option<string>("--tune") { Description = "Bridge: projector (a plug-in) or full (projector + LLM, written as a new base)", DefaultValueFactory = _ => "projector" };
-        var command = new Command("new", "Create an untrained plug-in for a base, initialised as its paper says");
-        foreach (var option in new Option[] { design, baseFolder, vision, output, seed, tune }) command.Options.Add(option);
+        var options = new PluginNewOptions();
+        var command = new Command("new", "Create an untrained plug-in for a base, initialised as its paper says; design options default to the paper's values, scaled to the base");
+        options.AddTo(command);
         command.SetAction(parseResult => Guarded(parseResult.InvocationConfiguration.Error, () =>
-            RunNew(parseResult.GetValue(design)!, parseResult.GetValue(baseFolder)!, parseResult.GetValue(vision), parseResult.GetValue(output)!,
-                parseResult.GetValue(seed), parseResult.GetValue(tune)!, parseResult.InvocationConfiguration.Output)));
+            RunNew(options.Read(parseResult), parseResult.InvocationConfiguration.Output)));
         return command;
     }
 
@@ -51,45 +44,21 @@ public static class PluginCommand
         return command;
     }
 
-    public static int RunNew(string design, string baseFolder, string? visionSpec, string outputFolder, int seed, string tune, TextWriter output)
+    public static int RunNew(PluginNewSettings settings, TextWriter output)
     {
-        if (design == VisualExperts.DesignName)
-            return tune == "projector" ? RunNewVisualExperts(baseFolder, visionSpec, outputFolder, seed, output)
-                : throw new ArgumentException($"--tune: '{tune}' is a Bridge option; {VisualExperts.DesignName} takes none");
-        if (!PluginFile.Designs.Contains(design))
-            throw new ArgumentException($"--design: '{design}' is not a design this build creates ({string.Join(", ", PluginFile.Designs)})");
-        if (!Enum.TryParse<BridgeTune>(tune, ignoreCase: true, out var bridgeTune) || !Enum.IsDefined(bridgeTune))
-            throw new ArgumentException($"--tune: '{tune}' is not projector or full");
-        using var model = DecoderModel.Load(baseFolder);
-        var vision = VisionFrontEnds.Parse(visionSpec ?? DefaultVision);
+        ArgumentNullException.ThrowIfNull(settings);
+        using var model = DecoderModel.Load(settings.BaseFolder);
+        var plugin = settings.Create(model, out var vision);
         using var _ = vision as IDisposable;
-        IPlugin plugin = design switch
-        {
-            InnerAdaptor.DesignName => InnerAdaptor.Create(model, vision, new InnerAdaptorOptions { Seed = seed }),
-            Mma.DesignName => Mma.Create(model, vision, new MmaOptions { Seed = seed }),
-            Wings.DesignName => Wings.Create(model, vision, new WingsOptions { Seed = seed }),
-            _ => Bridge.Create(model, vision, new BridgeOptions { Seed = seed, Tune = bridgeTune }),
-        };
-        var manifest = PluginFile.Save(plugin, outputFolder);
-        output.WriteLine(design == Bridge.DesignName
-            ? $"wrote untrained {design} plug-in ({bridgeTune.ToString().ToLowerInvariant()}) to {outputFolder}"
-            : $"wrote untrained {design} plug-in to {outputFolder}");
+        var manifest = PluginFile.Save(plugin, settings.Output);
+        output.WriteLine(plugin is Bridge bridge
+            ? $"wrote untrained {plugin.Design} plug-in ({bridge.Tune.ToString().ToLowerInvariant()}) to {settings.Output}"
+            : $"wrote untrained {plugin.Design} plug-in to {settings.Output}");
         output.WriteLine($"base: {manifest.Base.Architecture} {manifest.Base.Fingerprint}");
-        output.WriteLine($"vision: {vision.Kind} ({vision.TokensPerImage} tokens x {vision.FeatureWidth})");
-        output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
-        return 0;
-    }
-
-    /// <summary>Visual Experts owns its patch embedding, so it takes no --vision.</summary>
-    private static int RunNewVisualExperts(string baseFolder, string? visionSpec, string outputFolder, int seed, TextWriter output)
-    {
-        if (visionSpec is not null) throw new ArgumentException($"--vision: {VisualExperts.DesignName} has its own trainable patch embedding and takes no vision front end");
-        using var model = DecoderModel.Load(baseFolder);
-        var plugin = VisualExperts.Create(model, new VisualExpertsOptions { Seed = seed });
-        var manifest = PluginFile.Save(plugin, outputFolder);
-        output.WriteLine($"wrote untrained {VisualExperts.DesignName} plug-in to {outputFolder}");
-        output.WriteLine($"base: {manifest.Base.Architecture} {manifest.Base.Fingerprint}");
-        output.WriteLine($"patch embedding: {plugin.Tiling.ImageSize} px tiles, patch {plugin.FrontEnd.PatchSize}, {plugin.TokensPerTile} tokens per tile, up to {plugin.Tiling.MaxTiles} tiles");
+        output.WriteLine(plugin is VisualExperts experts
+            ? $"patch embedding: {experts.Tiling.ImageSize} px tiles, patch {experts.FrontEnd.PatchSize}, {experts.TokensPerTile} tokens per tile, up to {experts.Tiling.MaxTiles} tiles"
+            : $"vision: {vision!.Kind} ({vision.TokensPerImage} tokens x {vision.FeatureWidth})");
+        output.WriteLine($"hyper-parameters: {manifest.HyperParameters.ToJsonString(PluginManifest.JsonOptions)}");
         output.WriteLine($"trainable parameters: {plugin.Parameters.Sum(p => (long)p.Tensor.Length):N0}");
         return 0;
     }
@@ -130,7 +99,7 @@ public static class PluginCommand
         TextRoute textRoute = TextRoute.Base, string? visionFolder = null)
     {
         using var model = DecoderModel.Load(modelFolder);
-        using var vision = PluginGeneration.LoadPlugin(model, pluginFolder, visionFolder, out var plugin) as IDisposable;
+        using var vision = PluginDeployment.LoadPlugin(model, pluginFolder, visionFolder, out var plugin) as IDisposable;
         var host = new PluginHost(model);
         host.Attach("plugin", plugin, textRoute);
         var image = imagePath is null ? null : ImageDecoder.Load(imagePath);
@@ -173,7 +142,7 @@ public static class PluginCommand
         {
             return InspectCommand.Guarded(error, run);
         }
-        catch (Exception e) when (PluginGeneration.IsUserError(e))
+        catch (Exception e) when (PluginDeployment.IsUserError(e))
         {
             error.WriteLine($"error: {e.Message}");
             return 1;

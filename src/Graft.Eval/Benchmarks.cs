@@ -31,11 +31,28 @@ public static class Benchmarks
     }
 
     /// <summary>The option whose letter (" A", " B", ...) the model finds likeliest after the prompt; ties go to the first.</summary>
-    public static int PickLetter(IScoringModel model, EvalPrompt prompt, int choices)
+    public static int PickLetter(IScoringModel model, EvalPrompt prompt, int choices) => Best(model.LogLikelihoods(prompt, Letters(choices)));
+
+    /// <summary>
+    /// <see cref="PickLetter"/> for many prompts as one batch (the route may share their common prefixes), with
+    /// <paramref name="progress"/> told each finished prompt.
+    /// </summary>
+    public static int[] PickLetters(IScoringModel model, IReadOnlyList<(EvalPrompt Prompt, int Choices)> questions, ProgressBar? progress)
+    {
+        var requests = questions.Select(q => new LikelihoodRequest(q.Prompt, Letters(q.Choices))).ToArray();
+        return model.LogLikelihoods(requests, progress is null ? null : progress.Report).Select(Best).ToArray();
+    }
+
+    /// <summary>" A", " B", ... for <paramref name="choices"/> options.</summary>
+    private static string[] Letters(int choices)
     {
         var candidates = new string[choices];
         for (int i = 0; i < choices; i++) candidates[i] = " " + (char)('A' + i);
-        var scores = model.LogLikelihoods(prompt, candidates);
+        return candidates;
+    }
+
+    private static int Best(double[] scores)
+    {
         int best = 0;
         for (int i = 1; i < scores.Length; i++)
             if (scores[i] > scores[best]) best = i;
@@ -54,16 +71,14 @@ public static class Benchmarks
         var result = new BenchResult(spec.Name, spec.Path, LetterMethod, model.Route);
         foreach (var subject in subjects.Keys) result.Declare(subject);
         var order = RoundRobin(subjects.Values.Select(s => s.Questions).ToList(), options.Limit);
-        progress?.Start(spec.Name, order.Count);
-        for (int i = 0; i < order.Count; i++)
+        var prompts = order.Select(question =>
         {
-            var question = order[i];
             var dev = subjects[question.Subject].Dev;
-            var prompt = EvalPrompt.TextOnly(MmluPrompt.Build(question, dev, Math.Min(options.Shots, dev.Count)));
-            bool correct = PickLetter(model, prompt, question.Choices.Count) == question.Answer;
-            result.Add(correct, hasImage: false, [question.Subject]);
-            progress?.Report(i + 1);
-        }
+            return (EvalPrompt.TextOnly(MmluPrompt.Build(question, dev, Math.Min(options.Shots, dev.Count))), question.Choices.Count);
+        }).ToArray();
+        progress?.Start(spec.Name, order.Count);
+        var picks = PickLetters(model, prompts, progress);
+        for (int i = 0; i < order.Count; i++) result.Add(picks[i] == order[i].Answer, hasImage: false, [order[i].Subject]);
         return result;
     }
 
@@ -81,19 +96,17 @@ public static class Benchmarks
         if (options.Limit is { } limit && problems.Count > limit) problems = problems.GetRange(0, limit);
         var result = new BenchResult(spec.Name, spec.Path, GenerateMethod, model.Route);
         foreach (var category in ScienceQaBreakdown.Categories) result.Declare(category);
-        progress?.Start(spec.Name, problems.Count);
-        for (int i = 0; i < problems.Count; i++)
+        var asked = problems.Where(p => !p.HasImage || model.AcceptsImages).ToList();
+        for (int i = asked.Count; i < problems.Count; i++) result.Skip(NeedsPlugin);
+        var requests = asked.Select(p => new GenerationRequest(EvalPrompt.From(PromptFormats.ScienceQa(p)), options.MaxNewTokens)).ToArray();
+        progress?.Start(spec.Name, requests.Length);
+        var answers = model.Generate(requests, progress is null ? null : progress.Report);
+        for (int i = 0; i < asked.Count; i++)
         {
-            var p = problems[i];
-            if (p.HasImage && !model.AcceptsImages) result.Skip(NeedsPlugin);
-            else
-            {
-                var prompt = EvalPrompt.From(PromptFormats.ScienceQa(p));
-                int? answer = AnswerParsing.ParseAnswerIs(model.Generate(prompt, options.MaxNewTokens), p.Choices.Count);
-                if (answer is null) result.Unparsed++;
-                result.Add(answer == p.Answer, p.HasImage, ChoiceQuestion.Breakdown(p));
-            }
-            progress?.Report(i + 1);
+            var p = asked[i];
+            int? answer = AnswerParsing.ParseAnswerIs(answers[i], p.Choices.Count);
+            if (answer is null) result.Unparsed++;
+            result.Add(answer == p.Answer, p.HasImage, ChoiceQuestion.Breakdown(p));
         }
         return result;
     }
@@ -109,18 +122,16 @@ public static class Benchmarks
         var items = conversations.SelectMany(c => c.SupervisedTurns.Select(turn => (Conversation: c, Turn: turn))).ToList();
         if (options.Limit is { } limit && items.Count > limit) items = items.GetRange(0, limit);
         var result = new BenchResult(spec.Name, spec.Path, ExactMatchMethod, model.Route);
-        progress?.Start(spec.Name, items.Count);
-        for (int i = 0; i < items.Count; i++)
+        var asked = items.Select(item => (Item: item, Prompt: FreeAnswerPrompt(item.Conversation, item.Turn)))
+            .Where(x => !x.Prompt.HasImages || model.AcceptsImages).ToList();
+        for (int i = asked.Count; i < items.Count; i++) result.Skip(NeedsPlugin);
+        progress?.Start(spec.Name, asked.Count);
+        var answers = model.Generate(asked.Select(x => new GenerationRequest(x.Prompt, options.MaxNewTokens, Stop: "\n")).ToArray(),
+            progress is null ? null : progress.Report);
+        for (int i = 0; i < asked.Count; i++)
         {
-            var (conversation, turn) = items[i];
-            var prompt = FreeAnswerPrompt(conversation, turn);
-            if (prompt.HasImages && !model.AcceptsImages) result.Skip(NeedsPlugin);
-            else
-            {
-                string answer = model.Generate(prompt, options.MaxNewTokens, stop: "\n");
-                result.Add(AnswerParsing.ExactMatch(answer, conversation.Turns[turn].Text), prompt.HasImages, []);
-            }
-            progress?.Report(i + 1);
+            var ((conversation, turn), prompt) = asked[i];
+            result.Add(AnswerParsing.ExactMatch(answers[i], conversation.Turns[turn].Text), prompt.HasImages, []);
         }
         return result;
     }

@@ -1,3 +1,4 @@
+using Graft.Models.Generation;
 using Graft.Models.Llm;
 using Graft.Models.Tokenization;
 using Graft.Tensors;
@@ -10,13 +11,23 @@ namespace Graft.Eval;
 /// their common prefix), so a tokenizer that writes " A" as one token and one that writes it as "▁" + "A" (or
 /// merges it into the prompt's last token) are both scored correctly. When every candidate is one token after
 /// the whole prompt, one forward over the prompt scores them all (the log-softmax of its last position);
-/// otherwise each candidate gets a full forward and its tokens' log-probabilities are summed.
+/// otherwise each candidate gets a forward of its own and its tokens' log-probabilities are summed.
 /// </summary>
+/// <remarks>
+/// A batch of requests shares work through one KV cache: the sequences to run are sorted by their tokens, and each
+/// continues from the longest prefix it shares with the one before (MMLU's k-shot examples, a dialogue's earlier turns,
+/// the prompt of a multi-token candidate), so only its own tokens run. A score then comes from a forward over fewer rows
+/// than a forward over the whole sequence, which changes its last bits (about 1e-6 on a log-probability), never which
+/// tokens are compared. Sorting keeps the result of a batch independent of the order of its requests.
+/// Generation is greedy on a KV cache per prompt, the decode steps of up to <see cref="GreedyBatch.Width"/> prompts
+/// batched (<see cref="GreedyBatch"/>), each completion bit for bit what decoding it alone gives.
+/// </remarks>
 public sealed class DecoderScoringModel : IScoringModel
 {
     private readonly DecoderModel _model;
     private readonly Tokenizer _tokenizer;
     private readonly HashSet<int> _eos;
+    private KvCache? _cache;
 
     public DecoderScoringModel(DecoderModel model, Tokenizer tokenizer)
     {
@@ -35,12 +46,59 @@ public sealed class DecoderScoringModel : IScoringModel
     /// <summary>Forwards run so far (one per prompt on the single-token path), so tests can see which path was taken.</summary>
     public int Forwards { get; private set; }
 
+    /// <summary>Tokens those forwards ran: a prefix continued from the cache is not run again.</summary>
+    public long TokensRun { get; private set; }
+
     private int ContextLength => _model.Config.MaxPositionEmbeddings;
 
-    public double[] LogLikelihoods(EvalPrompt prompt, IReadOnlyList<string> continuations)
+    public double[] LogLikelihoods(EvalPrompt prompt, IReadOnlyList<string> continuations) =>
+        LogLikelihoods([new LikelihoodRequest(prompt, continuations)])[0];
+
+    public IReadOnlyList<double[]> LogLikelihoods(IReadOnlyList<LikelihoodRequest> requests, Action<int>? completed = null)
     {
+        ArgumentNullException.ThrowIfNull(requests);
+        var scores = new double[requests.Count][];
+        var pending = new int[requests.Count];
+        var runs = new List<Run>();
+        for (int r = 0; r < requests.Count; r++)
+        {
+            var split = Split(requests[r]);
+            scores[r] = new double[requests[r].Continuations.Count];
+            pending[r] = split.Count;
+            runs.AddRange(split.Select(run => run with { Request = r }));
+        }
+
+        // Sorted by tokens, runs that share a prefix follow each other; the sort is stable, so equal sequences keep their order.
+        var order = Enumerable.Range(0, runs.Count).OrderBy(i => runs[i].Ids, TokenOrder.Instance).ToArray();
+        int[] cached = [];
+        int done = 0;
+        foreach (int i in order)
+        {
+            var run = runs[i];
+            int reuse = Math.Min(CommonPrefix(cached, run.Ids), run.FirstScored);
+            var logits = Continue(run.Ids, reuse, lastPositionOnly: run.FirstScored == run.Ids.Length - 1);   // [rows, V]
+            cached = run.Ids;
+            int vocab = logits.Shape[1];
+            var span = logits.Span;
+            foreach (var (slot, position, token) in run.Targets)
+            {
+                var row = span.Slice((logits.Shape[0] == 1 ? 0 : position - reuse) * vocab, vocab);
+                scores[run.Request][slot] += row[token] - LogSumExp(row);
+            }
+            if (--pending[run.Request] == 0) completed?.Invoke(++done);
+        }
+        return scores;
+    }
+
+    /// <summary>
+    /// The runs one request needs: one over the prompt when every candidate is one token after it, else one per candidate;
+    /// each with the positions whose next token it scores, for which candidate slot.
+    /// </summary>
+    private List<Run> Split(LikelihoodRequest request)
+    {
+        var (prompt, continuations) = (request.Prompt, request.Continuations);
         RefuseImages(prompt);
-        if (continuations.Count == 0) throw new ArgumentException("no continuations to score", nameof(continuations));
+        if (continuations.Count == 0) throw new ArgumentException("no continuations to score", nameof(request));
         var context = _tokenizer.Encode(prompt.Text);
         var splits = new (int[] Full, int Common)[continuations.Count];
         bool singleTokens = true;
@@ -49,70 +107,74 @@ public sealed class DecoderScoringModel : IScoringModel
             var full = _tokenizer.Encode(prompt.Text + continuations[i]);
             int common = CommonPrefix(context, full);
             if (common == full.Length)
-                throw new ArgumentException($"continuation \"{continuations[i]}\" adds no token to the prompt", nameof(continuations));
-            if (common == 0) throw new ArgumentException($"prompt and continuation \"{continuations[i]}\" share no token to condition on", nameof(continuations));
+                throw new ArgumentException($"continuation \"{continuations[i]}\" adds no token to the prompt", nameof(request));
+            if (common == 0) throw new ArgumentException($"prompt and continuation \"{continuations[i]}\" share no token to condition on", nameof(request));
             splits[i] = (full, common);
             singleTokens &= common == context.Length && full.Length == context.Length + 1;
         }
 
-        var scores = new double[continuations.Count];
         if (singleTokens)
         {
-            var logits = Run(Fit(context, 0), lastPositionOnly: true);   // [1, V]
-            var row = logits.Span;
-            double logSum = LogSumExp(row);
-            for (int i = 0; i < scores.Length; i++) scores[i] = row[splits[i].Full[^1]] - logSum;
-            return scores;
+            var ids = Fit(context, 0);
+            return [new Run(0, ids, ids.Length - 1, splits.Select((s, slot) => (slot, ids.Length - 1, s.Full[^1])).ToArray())];
         }
-        for (int i = 0; i < scores.Length; i++)
+        var runs = new List<Run>(continuations.Count);
+        for (int slot = 0; slot < continuations.Count; slot++)
         {
-            var (full, common) = splits[i];
+            var (full, common) = splits[slot];
             int continuation = full.Length - common;
-            if (continuation >= ContextLength) throw new ArgumentException($"continuation \"{continuations[i]}\" alone is {continuation} tokens, more than the model's context of {ContextLength}", nameof(continuations));
+            if (continuation >= ContextLength) throw new ArgumentException($"continuation \"{continuations[slot]}\" alone is {continuation} tokens, more than the model's context of {ContextLength}", nameof(request));
             var ids = Fit(full, 0);
-            var logits = Run(ids, lastPositionOnly: false);   // [T, V]
-            int vocab = logits.Shape[1];
-            double total = 0;
-            for (int p = ids.Length - continuation - 1; p < ids.Length - 1; p++)
-            {
-                var row = logits.Span.Slice(p * vocab, vocab);
-                total += row[ids[p + 1]] - LogSumExp(row);
-            }
-            scores[i] = total;
+            int first = ids.Length - continuation - 1;
+            var targets = new (int, int, int)[continuation];
+            for (int p = first; p < ids.Length - 1; p++) targets[p - first] = (slot, p, ids[p + 1]);
+            runs.Add(new Run(0, ids, first, targets));
         }
-        return scores;
+        return runs;
     }
 
-    public string Generate(EvalPrompt prompt, int maxNewTokens, string? stop = null)
+    public string Generate(EvalPrompt prompt, int maxNewTokens, string? stop = null) => Generate([new GenerationRequest(prompt, maxNewTokens, stop)])[0];
+
+    /// <summary>Greedy completions, decoded together (<see cref="GreedyBatch"/>): each is what decoding it alone gives.</summary>
+    public IReadOnlyList<string> Generate(IReadOnlyList<GenerationRequest> requests, Action<int>? completed = null)
     {
-        RefuseImages(prompt);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxNewTokens);
-        var ids = Fit(_tokenizer.Encode(prompt.Text), Math.Min(maxNewTokens, ContextLength - 1));
-        int room = Math.Min(maxNewTokens, ContextLength - ids.Length);
-        var cache = new KvCache(_model.Config, ids.Length + room);
-        var generated = new List<int>(room);
-        var logits = _model.Forward(ids, cache, lastPositionOnly: true);
-        Forwards++;
-        string text = "";
-        for (int step = 0; step < room; step++)
-        {
-            int next = ArgMax(logits.Span);
-            if (_eos.Contains(next)) break;
-            generated.Add(next);
-            text = DecodeKnown(generated);
-            if (stop is not null && text.IndexOf(stop, StringComparison.Ordinal) is var at and >= 0) return text[..at];
-            if (step + 1 < room) logits = _model.Forward([next], cache, lastPositionOnly: true);
-        }
-        return text;
+        ArgumentNullException.ThrowIfNull(requests);
+        var prompts = requests.Select(PromptIds).ToArray();
+        return GreedyBatch.Run(requests.Count, i => Open(prompts[i], requests[i]), _tokenizer, _eos, completed);
     }
 
-    private Tensor Run(int[] ids, bool lastPositionOnly)
+    /// <summary>A generation request's prompt ids, shortened from the left to leave room for its new tokens; refuses images.</summary>
+    internal int[] PromptIds(GenerationRequest request)
+    {
+        RefuseImages(request.Prompt);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(request.MaxNewTokens);
+        return Fit(_tokenizer.Encode(request.Prompt.Text), Math.Min(request.MaxNewTokens, ContextLength - 1));
+    }
+
+    /// <summary>A state for <paramref name="ids"/> (from <see cref="PromptIds"/>) and its new tokens, no more.</summary>
+    internal GreedySequence Open(int[] ids, GenerationRequest request)
+    {
+        int room = Math.Min(request.MaxNewTokens, ContextLength - ids.Length);
+        Forwards++;
+        TokensRun += ids.Length;
+        return new GreedySequence(new DecoderSequenceModel(_model, ids.Length + room).CreateState(), ids, room, request.Stop);
+    }
+
+    /// <summary>
+    /// Logits of <paramref name="ids"/> from position <paramref name="reuse"/> on (or of the last position only), the first
+    /// <paramref name="reuse"/> tokens taken from the cache, which holds the previous run's sequence and shares them.
+    /// </summary>
+    private Tensor Continue(int[] ids, int reuse, bool lastPositionOnly)
     {
         foreach (int id in ids)
             if ((uint)id >= (uint)_model.Config.VocabSize)
                 throw new ArgumentException($"token id {id} from the tokenizer is outside the model's vocabulary of {_model.Config.VocabSize}");
+        if (_cache is null) _cache = new KvCache(_model.Config, ids.Length);
+        else if (_cache.MaxLength < ids.Length) _cache = _cache.Grown(Math.Min(ContextLength, Math.Max(ids.Length, 2 * _cache.MaxLength)));
+        _cache.Truncate(reuse);
         Forwards++;
-        return _model.Forward(ids, lastPositionOnly: lastPositionOnly).ToF32();
+        TokensRun += ids.Length - reuse;
+        return _model.Forward(ids.AsSpan(reuse), _cache, lastPositionOnly).ToF32();
     }
 
     /// <summary>Keeps the last tokens when prompt + <paramref name="reserve"/> new tokens exceed the context (lm-evaluation-harness drops from the left too).</summary>
@@ -122,13 +184,6 @@ public sealed class DecoderScoringModel : IScoringModel
         if (ids.Length <= limit) return ids;
         TruncatedPrompts++;
         return ids[^limit..];
-    }
-
-    /// <summary>Ids the tokenizer has no token for (padding rows of a larger embedding) add no text.</summary>
-    private string DecodeKnown(List<int> ids)
-    {
-        var known = ids.Where(id => _tokenizer.IdToToken(id) is not null).ToArray();
-        return _tokenizer.Decode(known, skipSpecialTokens: true);
     }
 
     private static void RefuseImages(EvalPrompt prompt)
@@ -151,5 +206,17 @@ public sealed class DecoderScoringModel : IScoringModel
         return max + Math.Log(sum);
     }
 
-    private static int ArgMax(ReadOnlySpan<float> row) => System.Numerics.Tensors.TensorPrimitives.IndexOfMax(row);
+    /// <summary>
+    /// One forward's worth of a request: <see cref="Ids"/> run from the shared prefix on; for each target, the log-probability
+    /// of <c>Token</c> after <c>Position</c> is added to candidate <c>Slot</c>'s score. No position before <see cref="FirstScored"/> is scored.
+    /// </summary>
+    private sealed record Run(int Request, int[] Ids, int FirstScored, (int Slot, int Position, int Token)[] Targets);
+
+    /// <summary>Lexicographic order of token sequences (a prefix before its extensions).</summary>
+    private sealed class TokenOrder : IComparer<int[]>
+    {
+        public static readonly TokenOrder Instance = new();
+
+        public int Compare(int[]? x, int[]? y) => x.AsSpan().SequenceCompareTo(y);
+    }
 }

@@ -17,6 +17,12 @@ public sealed record EvalPrompt(string Text, IReadOnlyList<string> ImagePaths)
     public bool HasImages => ImagePaths.Count > 0;
 }
 
+/// <summary>A log-likelihood request: the prompt and the continuations to score after it.</summary>
+public sealed record LikelihoodRequest(EvalPrompt Prompt, IReadOnlyList<string> Continuations);
+
+/// <summary>A generation request: greedy, at most <paramref name="MaxNewTokens"/> tokens, cut before <paramref name="Stop"/> when given.</summary>
+public sealed record GenerationRequest(EvalPrompt Prompt, int MaxNewTokens, string? Stop = null);
+
 /// <summary>
 /// The seam between the harness and a model route (the base alone, or base + plug-in): the two things
 /// evaluation asks of a model, so every benchmark runs the same way on every route.
@@ -37,6 +43,36 @@ public interface IScoringModel
 
     /// <summary>Greedy completion of at most <paramref name="maxNewTokens"/> tokens, cut before <paramref name="stop"/> when given.</summary>
     string Generate(EvalPrompt prompt, int maxNewTokens, string? stop = null);
+
+    /// <summary>
+    /// The scores of many requests, in their order; a route may run them in another order and share work between them
+    /// (a common prompt prefix), which changes no score beyond rounding. <paramref name="completed"/> is told the number of
+    /// requests finished so far, each time one finishes. One at a time by default.
+    /// </summary>
+    IReadOnlyList<double[]> LogLikelihoods(IReadOnlyList<LikelihoodRequest> requests, Action<int>? completed = null)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        var scores = new double[requests.Count][];
+        for (int i = 0; i < requests.Count; i++)
+        {
+            scores[i] = LogLikelihoods(requests[i].Prompt, requests[i].Continuations);
+            completed?.Invoke(i + 1);
+        }
+        return scores;
+    }
+
+    /// <summary>The completions of many requests, in their order (see the batch <see cref="LogLikelihoods(IReadOnlyList{LikelihoodRequest}, Action{int}?)"/>). One at a time by default.</summary>
+    IReadOnlyList<string> Generate(IReadOnlyList<GenerationRequest> requests, Action<int>? completed = null)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        var answers = new string[requests.Count];
+        for (int i = 0; i < requests.Count; i++)
+        {
+            answers[i] = Generate(requests[i].Prompt, requests[i].MaxNewTokens, requests[i].Stop);
+            completed?.Invoke(i + 1);
+        }
+        return answers;
+    }
 
     /// <summary>Prompts shortened from the left to fit the model's context so far (reported with the results).</summary>
     int TruncatedPrompts { get; }

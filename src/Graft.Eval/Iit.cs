@@ -83,19 +83,19 @@ public static class Iit
             if (configuration.Contains('T')) result.Declare(configuration + " text");
             if (configuration.Contains('I')) result.Declare(configuration + " image");
         }
-        progress?.Start(spec.Name, dialogues.Count);
-        for (int i = 0; i < dialogues.Count; i++)
+        var turns = new List<(IitDialogue Dialogue, int Turn)>();
+        foreach (var dialogue in dialogues)
         {
-            var dialogue = dialogues[i];
             if (dialogue.Turns.Any(t => t.IsImage) && !model.AcceptsImages) result.Skip(Benchmarks.NeedsPlugin + " (whole dialogues skipped)");
-            else
-                for (int k = 0; k < dialogue.Turns.Count; k++)
-                {
-                    var turn = dialogue.Turns[k];
-                    bool correct = Benchmarks.PickLetter(model, Prompt(dialogue, k), turn.Question.Choices.Count) == turn.Question.Answer;
-                    result.Add(correct, turn.IsImage, [dialogue.Configuration, dialogue.Configuration + (turn.IsImage ? " image" : " text")]);
-                }
-            progress?.Report(i + 1);
+            else turns.AddRange(Enumerable.Range(0, dialogue.Turns.Count).Select(k => (dialogue, k)));
+        }
+        progress?.Start(spec.Name, turns.Count);
+        var picks = Benchmarks.PickLetters(model, turns.Select(t => (Prompt(t.Dialogue, t.Turn), t.Dialogue.Turns[t.Turn].Question.Choices.Count)).ToArray(), progress);
+        for (int i = 0; i < turns.Count; i++)
+        {
+            var (dialogue, k) = turns[i];
+            var turn = dialogue.Turns[k];
+            result.Add(picks[i] == turn.Question.Answer, turn.IsImage, [dialogue.Configuration, dialogue.Configuration + (turn.IsImage ? " image" : " text")]);
         }
         return result;
     }

@@ -8,10 +8,13 @@ namespace Graft.Eval;
 /// <summary>
 /// The plug-in route: requests go through a <see cref="PluginHost"/> holding the base and the named plug-in, so a
 /// request with images runs base + plug-in, and a text-only request runs the base alone or the plug-in, as the
-/// plug-in was attached (<see cref="TextRoute"/>). The prompt text is split at its <c>&lt;image&gt;</c> placeholders
-/// and each piece tokenised (special tokens, e.g. BOS, on the first piece only). Continuations are split off the last
-/// text piece as <see cref="DecoderScoringModel"/> does; one forward scores all single-token candidates. Generation
-/// is greedy with a full forward per token (the host's forward has no cache): fine for short answers.
+/// plug-in was attached (<see cref="TextRoute"/>). A text-only request the host sends to the base is scored by a
+/// <see cref="DecoderScoringModel"/> over that base, so its numbers are the base route's, bit for bit (batches share
+/// prompt prefixes as there). Any other prompt is split at its <c>&lt;image&gt;</c> placeholders and each piece tokenised
+/// (special tokens, e.g. BOS, on the first piece only); continuations are split off the last text piece as the base
+/// route does, and one forward scores all single-token candidates. Generation is greedy through a
+/// <see cref="PluginSession"/>: the prompt is prepared once and each new token runs on the KV cache, the decode steps
+/// of several requests together (<see cref="GreedyBatch"/>).
 /// </summary>
 public sealed class PluginScoringModel : IScoringModel
 {
@@ -19,6 +22,9 @@ public sealed class PluginScoringModel : IScoringModel
     private readonly string _plugin;
     private readonly Tokenizer _tokenizer;
     private readonly HashSet<int> _eos;
+    private readonly bool _textThroughPlugin;
+    private readonly DecoderScoringModel _text;
+    private readonly PluginSession _session;
 
     public PluginScoringModel(PluginHost host, string plugin, Tokenizer tokenizer, TextRoute textRoute)
     {
@@ -30,14 +36,43 @@ public sealed class PluginScoringModel : IScoringModel
         _tokenizer = tokenizer;
         _eos = [.. host.Base.Config.EosTokenIds];
         if (tokenizer.EosTokenId is { } eos) _eos.Add(eos);
-        Route = textRoute == TextRoute.Plugin ? $"plugin:{plugin} (text via plug-in)" : $"plugin:{plugin}";
+        _textThroughPlugin = textRoute == TextRoute.Plugin;
+        _text = new DecoderScoringModel(host.Base, tokenizer);
+        _session = new PluginSession(host, plugin, int.MaxValue);
+        Route = _textThroughPlugin ? $"plugin:{plugin} (text via plug-in)" : $"plugin:{plugin}";
     }
 
     public string Route { get; }
     public bool AcceptsImages => true;
-    public int TruncatedPrompts => 0;
 
-    public double[] LogLikelihoods(EvalPrompt prompt, IReadOnlyList<string> continuations)
+    /// <summary>Text-only prompts the base scored shortened to fit its context; prompts through the plug-in are never shortened.</summary>
+    public int TruncatedPrompts => _text.TruncatedPrompts;
+
+    public double[] LogLikelihoods(EvalPrompt prompt, IReadOnlyList<string> continuations) =>
+        LogLikelihoods([new LikelihoodRequest(prompt, continuations)])[0];
+
+    /// <summary>Text-only requests the host sends to the base go to it as one batch; the others run one at a time.</summary>
+    public IReadOnlyList<double[]> LogLikelihoods(IReadOnlyList<LikelihoodRequest> requests, Action<int>? completed = null)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        var scores = new double[requests.Count][];
+        var toBase = Enumerable.Range(0, requests.Count).Where(i => ToBase(requests[i].Prompt)).ToArray();
+        int done = 0;
+        if (toBase.Length > 0)
+        {
+            var baseScores = _text.LogLikelihoods(toBase.Select(i => requests[i]).ToArray(), finished => completed?.Invoke(done = finished));
+            for (int k = 0; k < toBase.Length; k++) scores[toBase[k]] = baseScores[k];
+        }
+        for (int i = 0; i < requests.Count; i++)
+        {
+            if (scores[i] is not null) continue;
+            scores[i] = ThroughPlugin(requests[i].Prompt, requests[i].Continuations);
+            completed?.Invoke(++done);
+        }
+        return scores;
+    }
+
+    private double[] ThroughPlugin(EvalPrompt prompt, IReadOnlyList<string> continuations)
     {
         if (continuations.Count == 0) throw new ArgumentException("no continuations to score", nameof(continuations));
         var (parts, last, first) = Split(prompt);
@@ -76,24 +111,34 @@ public sealed class PluginScoringModel : IScoringModel
         return scores;
     }
 
-    public string Generate(EvalPrompt prompt, int maxNewTokens, string? stop = null)
+    public string Generate(EvalPrompt prompt, int maxNewTokens, string? stop = null) => Generate([new GenerationRequest(prompt, maxNewTokens, stop)])[0];
+
+    /// <summary>
+    /// Greedy completions decoded together (<see cref="GreedyBatch"/>): text-only requests the host sends to the base as
+    /// the base route runs them, the others through the plug-in's session, each what decoding it alone gives.
+    /// </summary>
+    public IReadOnlyList<string> Generate(IReadOnlyList<GenerationRequest> requests, Action<int>? completed = null)
     {
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxNewTokens);
-        var (parts, last, first) = Split(prompt);
-        var ids = new List<int>(Encode(last, first));
-        int promptLength = ids.Count;
-        string text = "";
-        for (int step = 0; step < maxNewTokens; step++)
-        {
-            int next = System.Numerics.Tensors.TensorPrimitives.IndexOfMax(Forward(parts, ids.ToArray(), lastPositionOnly: true).Span);
-            if (_eos.Contains(next)) break;
-            ids.Add(next);
-            var generated = ids.Skip(promptLength).Where(id => _tokenizer.IdToToken(id) is not null).ToArray();
-            text = _tokenizer.Decode(generated, skipSpecialTokens: true);
-            if (stop is not null && text.IndexOf(stop, StringComparison.Ordinal) is var at and >= 0) return text[..at];
-        }
-        return text;
+        ArgumentNullException.ThrowIfNull(requests);
+        var textIds = requests.Select(r => ToBase(r.Prompt) ? _text.PromptIds(r) : null).ToArray();
+        foreach (var request in requests) ArgumentOutOfRangeException.ThrowIfNegativeOrZero(request.MaxNewTokens);
+        return GreedyBatch.Run(requests.Count, i => textIds[i] is { } ids ? _text.Open(ids, requests[i]) : ThroughPlugin(requests[i]), _tokenizer, _eos, completed);
     }
+
+    /// <summary>A request prepared by the plug-in (images encoded) and a state on the session's cache, for its prompt and new tokens.</summary>
+    private GreedySequence ThroughPlugin(GenerationRequest generation)
+    {
+        var (parts, last, first) = Split(generation.Prompt);
+        var tail = Encode(last, first);
+        var request = _session.Request(new MultimodalPrompt(tail.Length > 0 ? [.. parts, new TextPart(tail)] : parts), generation.MaxNewTokens);
+        if (request.PromptIds.Count >= request.MaxSequenceLength)
+            throw new ArgumentException($"the prompt takes {request.PromptIds.Count} positions, which leaves no room in the model's context of {request.MaxSequenceLength}");
+        int room = Math.Min(generation.MaxNewTokens, request.MaxSequenceLength - request.PromptIds.Count);
+        return new GreedySequence(request.CreateState(), request.PromptIds.ToArray(), room, generation.Stop);
+    }
+
+    /// <summary>Whether the host runs this prompt on the base alone (no image, and text not routed through the plug-in).</summary>
+    private bool ToBase(EvalPrompt prompt) => !prompt.HasImages && !_textThroughPlugin;
 
     /// <summary>The parts before the last text piece (text and images), that piece's text, and whether it is the first piece.</summary>
     private (List<PromptPart> Parts, string Last, bool First) Split(EvalPrompt prompt)

@@ -19,7 +19,17 @@ public sealed record InnerAdaptorOptions
     /// <summary>An explicit list of frozen layer indices to insert after (preset "custom"); strictly increasing, within the base.</summary>
     public IReadOnlyList<int>? InsertAfter { get; init; }
 
-    /// <summary>Train own F32 copies of the embedding, final norm and LM head for the multimodal stream (the original's ~1B extra parameters on Llama-3-8B).</summary>
+    /// <summary>Train an own F32 copy of the token embedding for the multimodal stream (the original's `embed_tokens_condition`).</summary>
+    public bool OwnEmbedding { get; init; }
+
+    /// <summary>Train an own F32 copy of the final norm for the multimodal stream (the original's `norm_condition`).</summary>
+    public bool OwnNorm { get; init; }
+
+    /// <summary>
+    /// Train an own F32 copy of the LM head for the multimodal stream (the original's `lm_head_condition`; with the other two,
+    /// about 1B extra parameters on Llama-3-8B). On a base that ties its head to the embedding, an own head and an own
+    /// embedding are one tensor, as in the base.
+    /// </summary>
     public bool OwnHead { get; init; }
 }
 
@@ -36,7 +46,7 @@ public sealed record InnerAdaptorOptions
 /// layers S = {s_0 &lt; s_1 &lt; ...} (the authors' `ehce_layers`, IAA-14 on Llama-3-8B: {0,1,5,6,10,11,15,16,20,21,25,26,30,31}):
 ///     u_l = Frozen_l(h_l),     h_{l+1} = Inner_k(u_l) if l = s_k, else u_l,
 ///     Inner_k(u) = v + MLP_k(RMSNorm(v)),  v = u + Attn_k(RMSNorm(u))      (a Llama layer with weights of its own),
-///     logits = Head(RMSNorm(h_L))  with the base's norm and head, or the plug-in's own copies (option own_head).
+///     logits = Head(RMSNorm(h_L))  with the base's norm and head, or the plug-in's own copies (own_norm, own_head).
 /// Every token of a request with an image runs this stream; a text-only request runs the base alone (CanRouteText is
 /// false), as the authors' Text workflow does, so text is the base bit for bit by construction.
 /// Initialisation (not published; Graft's): Inner_k starts as a copy of frozen layer s_k widened to F32 with its two output
@@ -76,7 +86,7 @@ public sealed class InnerAdaptor : IPlugin
     private readonly int[] _slotOfLayer;
 
     private InnerAdaptor(DecoderModel baseModel, IVisionFrontEnd? vision, PluginManifest manifest, GeluProjector projector,
-        int[] insertAfter, DecoderLayerWeights[] innerLayers, OwnOutput? own)
+        int[] insertAfter, DecoderLayerWeights[] innerLayers, OwnParts own)
     {
         Base = baseModel;
         Vision = vision;
@@ -97,12 +107,9 @@ public sealed class InnerAdaptor : IPlugin
         for (int k = 0; k < innerLayers.Length; k++)
             foreach (var (suffix, tensor) in LayerTensors(innerLayers[k]))
                 if (tensor is not null) parameters.Add(new(LayerPrefix + k + "." + suffix, InnerLayersPart, tensor));
-        if (own is not null)
-        {
-            parameters.Add(new(EmbeddingName, HeadPart, own.Embedding));
-            parameters.Add(new(NormName, HeadPart, own.FinalNorm));
-            if (!ReferenceEquals(own.Head, own.Embedding)) parameters.Add(new(HeadName, HeadPart, own.Head));
-        }
+        if (own.Embedding is not null) parameters.Add(new(EmbeddingName, HeadPart, own.Embedding));
+        if (own.FinalNorm is not null) parameters.Add(new(NormName, HeadPart, own.FinalNorm));
+        if (own.Head is not null && !ReferenceEquals(own.Head, own.Embedding)) parameters.Add(new(HeadName, HeadPart, own.Head));
         foreach (var p in parameters) p.Tensor.Name = p.Name;
         Parameters = parameters;
     }
@@ -119,18 +126,29 @@ public sealed class InnerAdaptor : IPlugin
     /// <summary>The inner layers' weights, F32 and trainable, in the base's layer layout.</summary>
     public IReadOnlyList<DecoderLayerWeights> InnerLayers { get; }
 
-    /// <summary>Whether the multimodal stream has its own embedding, final norm and head (else it shares the base's).</summary>
-    public bool HasOwnHead => Own is not null;
+    /// <summary>Whether the multimodal stream has its own token embedding (else it shares the base's).</summary>
+    public bool HasOwnEmbedding => Own.Embedding is not null;
+
+    /// <summary>Whether the multimodal stream has its own final norm (else it shares the base's).</summary>
+    public bool HasOwnNorm => Own.FinalNorm is not null;
+
+    /// <summary>Whether the multimodal stream has its own LM head (else it shares the base's).</summary>
+    public bool HasOwnHead => Own.Head is not null;
 
     public IReadOnlyList<PluginParameter> Parameters { get; }
 
     /// <summary>IAA's Text workflow is the base alone: nothing of the plug-in acts on text.</summary>
     public bool CanRouteText => false;
 
-    private OwnOutput? Own { get; }
+    public bool CanEncodePixels => Vision is not null;
 
-    /// <summary>The plug-in's own embedding, final norm and head; the head is the embedding itself when the base ties them.</summary>
-    private sealed record OwnOutput(Tensor Embedding, Tensor FinalNorm, Tensor Head);
+    private OwnParts Own { get; }
+
+    /// <summary>
+    /// The plug-in's own embedding, final norm and head, each null where the base's is shared; own head and own embedding
+    /// are one tensor when the base ties them and both are own.
+    /// </summary>
+    private sealed record OwnParts(Tensor? Embedding, Tensor? FinalNorm, Tensor? Head);
 
     /// <summary>
     /// A preset's layers on a base of <paramref name="numLayers"/> layers: each index i of the 32-layer list maps to
@@ -162,13 +180,11 @@ public sealed class InnerAdaptor : IPlugin
         if (problem is not null) throw new ArgumentException($"InsertAfter: {problem}", nameof(options));
 
         var inner = insertAfter.Select(l => CopyWithZeroedOutputs(baseModel.Weights.Layers[l])).ToArray();
-        OwnOutput? own = null;
-        if (options.OwnHead)
-        {
-            var w = baseModel.Weights;
-            var embedding = Copy(w.Embedding);
-            own = new OwnOutput(embedding, Copy(w.FinalNorm), ReferenceEquals(w.Head, w.Embedding) ? embedding : Copy(w.Head));
-        }
+        var w = baseModel.Weights;
+        var ownEmbedding = options.OwnEmbedding ? Copy(w.Embedding) : null;
+        var ownHead = !options.OwnHead ? null : c.TieWordEmbeddings && ownEmbedding is not null ? ownEmbedding : Copy(w.Head);
+        var own = new OwnParts(ownEmbedding, options.OwnNorm ? Copy(w.FinalNorm) : null, ownHead);
+        var ownParts = new[] { (options.OwnEmbedding, "embedding"), (options.OwnNorm, "norm"), (options.OwnHead, "head") }.Where(p => p.Item1).Select(p => p.Item2).ToArray();
         int dv = vision.FeatureWidth, d = c.HiddenSize;
         var manifest = new PluginManifest
         {
@@ -180,6 +196,8 @@ public sealed class InnerAdaptor : IPlugin
                 ["hidden_size"] = d,
                 ["preset"] = preset,
                 ["insert_after"] = new JsonArray(insertAfter.Select(l => (JsonNode?)l).ToArray()),
+                ["own_embedding"] = options.OwnEmbedding,
+                ["own_norm"] = options.OwnNorm,
                 ["own_head"] = options.OwnHead,
                 ["tied_head"] = c.TieWordEmbeddings,
                 ["qkv_bias"] = c.QkvBias,
@@ -193,7 +211,7 @@ public sealed class InnerAdaptor : IPlugin
             {
                 ["state"] = "untrained",
                 ["initialisation"] = "projector: nn.Linear default; inner layer k: copy of frozen layer insert_after[k] (F32) with o_proj and down_proj zeroed"
-                    + (options.OwnHead ? "; own embedding, norm and head: copies of the base's (F32)" : ""),
+                    + (ownParts.Length > 0 ? $"; own {string.Join(", ", ownParts)}: copies of the base's (F32)" : ""),
                 ["seed"] = options.Seed,
             },
         };
@@ -242,12 +260,10 @@ public sealed class InnerAdaptor : IPlugin
                 shapes[p + "mlp.down_proj.bias"] = [d];
             }
         }
-        if (manifest.HyperParameter<bool>("own_head", file))
-        {
-            shapes[EmbeddingName] = [b.VocabSize, d];
-            shapes[NormName] = [d];
-            if (!manifest.HyperParameter<bool>("tied_head", file)) shapes[HeadName] = [b.VocabSize, d];
-        }
+        bool ownEmbedding = manifest.HyperParameter<bool>("own_embedding", file);
+        if (ownEmbedding) shapes[EmbeddingName] = [b.VocabSize, d];
+        if (manifest.HyperParameter<bool>("own_norm", file)) shapes[NormName] = [d];
+        if (manifest.HyperParameter<bool>("own_head", file) && !(ownEmbedding && manifest.HyperParameter<bool>("tied_head", file))) shapes[HeadName] = [b.VocabSize, d];
         return shapes;
     }
 
@@ -302,12 +318,9 @@ public sealed class InnerAdaptor : IPlugin
                 DownBias = Optional("mlp.down_proj.bias"),
             };
         }
-        OwnOutput? own = null;
-        if (manifest.HyperParameter<bool>("own_head", file))
-        {
-            var embedding = tensors[EmbeddingName];
-            own = new OwnOutput(embedding, tensors[NormName], c.TieWordEmbeddings ? embedding : tensors[HeadName]);
-        }
+        var embedding = tensors.GetValueOrDefault(EmbeddingName);
+        var head = !manifest.HyperParameter<bool>("own_head", file) ? null : c.TieWordEmbeddings && embedding is not null ? embedding : tensors[HeadName];
+        var own = new OwnParts(embedding, tensors.GetValueOrDefault(NormName), head);
         return new InnerAdaptor(baseModel, vision, manifest, new GeluProjector(
             tensors["mm_projector.0.weight"], tensors["mm_projector.0.bias"], tensors["mm_projector.2.weight"], tensors["mm_projector.2.bias"]),
             insertAfter, inner, own);
@@ -316,10 +329,10 @@ public sealed class InnerAdaptor : IPlugin
     /// <summary>Z_v [N, d_v] -> H_v [N, d] = W_2 · GELU(W_1 · Z_v + b_1) + b_2.</summary>
     public Tensor Project(Tensor features) => Projector.Forward(features);
 
-    /// <summary>Token embeddings [T, C] of the multimodal stream: the plug-in's own embedding with own_head, else the base's.</summary>
+    /// <summary>Token embeddings [T, C] of the multimodal stream: the plug-in's own embedding with own_embedding, else the base's.</summary>
     public Tensor Embed(ReadOnlySpan<int> ids)
     {
-        if (Own is null) return Base.Embed(ids);
+        if (Own.Embedding is null) return Base.Embed(ids);
         if (ids.IsEmpty) throw new ArgumentException("no token ids to embed", nameof(ids));
         return Ops.Embedding(Own.Embedding, ids, ids.Length);
     }
@@ -334,7 +347,8 @@ public sealed class InnerAdaptor : IPlugin
 
     /// <summary>h [T, C] -> logits: the plug-in's own final norm and head, or the base's.</summary>
     private Tensor Output(Tensor hidden, Func<Tensor, Tensor> baseOutput) =>
-        Own is null ? baseOutput(hidden) : Ops.Linear(Ops.RmsNorm(hidden, Own.FinalNorm, Base.Config.RmsNormEps), Own.Head);
+        Own.FinalNorm is null && Own.Head is null ? baseOutput(hidden)
+            : Ops.Linear(Ops.RmsNorm(hidden, Own.FinalNorm ?? Base.Weights.FinalNorm, Base.Config.RmsNormEps), Own.Head ?? Base.Weights.Head);
 
     /// <summary>
     /// One request's multimodal stream: after frozen layer s_k, inner layer k (<see cref="DecoderModel.RunLayer"/>) with the
@@ -441,10 +455,12 @@ public sealed class InnerAdaptor : IPlugin
             : throw new PluginFormatException(file, $"holds {n?.ToJsonString() ?? "null"}, not a layer index", "hyper_parameters.insert_after")).ToArray();
     }
 
-    private static string? LayerListProblem(int[] layers, int numLayers)
+    /// <summary>What is wrong with a list of frozen layers to insert after on a base of <paramref name="numLayers"/> layers; null when nothing.</summary>
+    public static string? LayerListProblem(IReadOnlyList<int> layers, int numLayers)
     {
-        if (layers.Length == 0) return "no layer to insert after";
-        for (int i = 0; i < layers.Length; i++)
+        ArgumentNullException.ThrowIfNull(layers);
+        if (layers.Count == 0) return "no layer to insert after";
+        for (int i = 0; i < layers.Count; i++)
         {
             if (layers[i] < 0 || layers[i] >= numLayers) return $"layer {layers[i]} is outside the base's {numLayers} layers";
             if (i > 0 && layers[i] <= layers[i - 1]) return $"layers must be strictly increasing ({layers[i - 1]} then {layers[i]})";

@@ -127,6 +127,8 @@ public sealed class Mma : IPlugin
     /// <summary>MMA's adapters act on text too (LaVIN routes text through them), so text can be routed here.</summary>
     public bool CanRouteText => true;
 
+    public bool CanEncodePixels => Vision is not null;
+
     /// <summary>While true the adapters' dropout is active (training); false (the default) is inference.</summary>
     public bool Training { get; set; }
 
@@ -496,11 +498,13 @@ public sealed class RoutedRepAdapter
 /// MMA's vision front end: a frozen CLIP tower, its class token after every (L_v/n)-th block -> [n, d_v] (LaVIN: n = 6 of
 /// 24 blocks; no post-LayerNorm, no projection). A tower whose depth 6 does not divide takes the largest n ≤ 6 that does
 /// (3 on a 3-block test tower), recorded in plugin.json. The plug-in runs it with its ViT adapters in the blocks.
+/// Images are preprocessed as CLIP's (resize, centre crop; LaVIN does not pad to square).
 /// </summary>
-public sealed class MmaClipFrontEnd : IVisionFrontEnd
+public sealed class MmaClipFrontEnd : IVisionFrontEnd, IDisposable
 {
     public const string KindName = "clip-class-tokens";
     private string? _fingerprint;
+    private bool _ownsTower;
 
     public MmaClipFrontEnd(IVisionEncoder tower, ImageProcessorConfig preprocessor, int? classTokens = null)
     {
@@ -514,6 +518,46 @@ public sealed class MmaClipFrontEnd : IVisionFrontEnd
         Tower = tower;
         Preprocessor = preprocessor;
         Selector = VisionFeatureSelector.ClassTokensEvery(ClassTokens);
+    }
+
+    /// <summary>
+    /// Opens the CLIP tower in <paramref name="folder"/> with its preprocessing (the folder's preprocessor_config.json or
+    /// CLIP's defaults at its image size); the front end owns the tower then and disposes it.
+    /// </summary>
+    public static MmaClipFrontEnd Load(string folder, int? classTokens = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"vision tower folder '{folder}' does not exist");
+        var tower = VisionEncoder.Load(folder);
+        try
+        {
+            string configPath = Path.Combine(folder, VisionTowerConfig.FileName);
+            if (!tower.HasClassToken)
+                throw new VisionModelException(configPath, "model_type", $"MMA reads class tokens, so it needs a CLIP tower; a {tower.Config.Kind} tower has none");
+            int layers = tower.Blocks.Count, n = classTokens ?? DefaultClassTokens(layers);
+            if (n <= 0 || layers % n != 0)
+                throw new VisionModelException(configPath, "num_hidden_layers", $"{n} class tokens cannot be taken after every (L/n)-th of {layers} blocks (n must divide {layers})");
+            return new MmaClipFrontEnd(tower, VisionTowerFrontEnd.CheckedPreprocessor(tower.Config, folder, padToSquare: false), n) { _ownsTower = true };
+        }
+        catch
+        {
+            tower.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Re-opens the tower a plug-in was made with, the class-token count taken from plugin.json's vision summary
+    /// (<paramref name="file"/> names it in errors); whether it is the same tower is then <see cref="PluginFile.Load"/>'s check.
+    /// </summary>
+    public static MmaClipFrontEnd Open(string folder, VisionDescription expected, string file)
+    {
+        ArgumentNullException.ThrowIfNull(expected);
+        if (!expected.Summary.TryGetValue("class_tokens", out var text))
+            throw new PluginFormatException(file, "is missing", "vision.summary.class_tokens");
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int count) || count <= 0)
+            throw new PluginFormatException(file, $"is '{text}', not a positive integer", "vision.summary.class_tokens");
+        return Load(folder, count);
     }
 
     public IVisionEncoder Tower { get; }
@@ -542,7 +586,7 @@ public sealed class MmaClipFrontEnd : IVisionFrontEnd
         ["class_tokens"] = ClassTokens.ToString(CultureInfo.InvariantCulture),
     };
 
-    /// <summary>SHA-256 over the selection and every tower tensor (computed once).</summary>
+    /// <summary>SHA-256 over the selection, the preprocessing and every tower tensor (computed once).</summary>
     public string Fingerprint => _fingerprint ??= ComputeFingerprint();
 
     /// <summary>[n, d_v] of one image through the frozen tower alone (no adapters); nothing recorded.</summary>
@@ -572,10 +616,18 @@ public sealed class MmaClipFrontEnd : IVisionFrontEnd
         }
     }
 
+    /// <summary>Disposes the tower when <see cref="Load"/> opened it; a tower given to the constructor stays the caller's.</summary>
+    public void Dispose()
+    {
+        if (_ownsTower) Tower.Dispose();
+        _ownsTower = false;
+    }
+
     private string ComputeFingerprint()
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData(Encoding.UTF8.GetBytes(string.Join(",", Summary.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value}")) + "\n"));
+        hash.AppendData(Encoding.UTF8.GetBytes(VisionTowerFrontEnd.PreprocessingText(Preprocessor) + "\n"));
         foreach (var tensor in Tower.Parameters)
         {
             hash.AppendData(Encoding.UTF8.GetBytes($"{tensor.DType} {tensor.ShapeString}\n"));

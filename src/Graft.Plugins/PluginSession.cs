@@ -143,11 +143,21 @@ public sealed class PluginRequest : ITokenSequenceModel
         return new State(this, prepared, _session.RentCache(MaxSequenceLength));
     }
 
-    private sealed class State(PluginRequest owner, PreparedInput? prepared, KvCache cache) : ISequenceState
+    private sealed class State(PluginRequest owner, PreparedInput? prepared, KvCache cache) : IDecoderSequenceState
     {
         private bool _disposed;
 
         public int Length => cache.Length;
+
+        public DecoderModel Model => owner._session.Host.Base;
+
+        /// <summary>A generated token, embedded by the base and run with this request's hooks, as <see cref="Append"/> runs it.</summary>
+        public DecodeRow StepRow(int token)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (cache.Length == 0) throw new InvalidOperationException($"the first append of a plug-in request must be its {owner.PromptIds.Count} prompt ids");
+            return new DecodeRow(token, cache, prepared?.Hooks);
+        }
 
         public ReadOnlySpan<float> Append(ReadOnlySpan<int> tokens)
         {

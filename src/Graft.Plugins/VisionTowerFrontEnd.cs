@@ -92,12 +92,7 @@ public sealed class VisionTowerFrontEnd : IVisionFrontEnd, IDisposable
                 throw new VisionModelException(configPath, "model_type", "class-token features need a tower with a class token (CLIP); SigLIP has none");
             else if (config.Layers % features.ClassTokenCount != 0)
                 throw new VisionModelException(configPath, "num_hidden_layers", $"{config.Layers} layers is not a multiple of {features.ClassTokenCount} class tokens");
-            var preprocessor = PreprocessorFor(config, folder) with { PadToSquare = options.PadToSquare };
-            var (height, width) = OutputSize(preprocessor);
-            if (height != config.ImageSize || width != config.ImageSize)
-                throw new VisionModelException(Path.Combine(folder, PreprocessorFileName), "crop_size",
-                    $"preprocessing yields {height}x{width} pixels, the tower takes {config.ImageSize}x{config.ImageSize} (image_size)");
-            return new VisionTowerFrontEnd(folder, encoder, preprocessor, options);
+            return new VisionTowerFrontEnd(folder, encoder, CheckedPreprocessor(config, folder, options.PadToSquare), options);
         }
         catch
         {
@@ -160,6 +155,25 @@ public sealed class VisionTowerFrontEnd : IVisionFrontEnd, IDisposable
             : ImageProcessorConfig.Siglip() with { ResizeHeight = s, ResizeWidth = s };
     }
 
+    /// <summary>The folder's preprocessing (<see cref="PreprocessorFor"/>), refused unless it yields the tower's image size.</summary>
+    internal static ImageProcessorConfig CheckedPreprocessor(VisionTowerConfig config, string folder, bool padToSquare)
+    {
+        var preprocessor = PreprocessorFor(config, folder) with { PadToSquare = padToSquare };
+        var (height, width) = OutputSize(preprocessor);
+        if (height != config.ImageSize || width != config.ImageSize)
+            throw new VisionModelException(Path.Combine(folder, PreprocessorFileName), "crop_size",
+                $"preprocessing yields {height}x{width} pixels, the tower takes {config.ImageSize}x{config.ImageSize} (image_size)");
+        return preprocessor;
+    }
+
+    /// <summary>Every preprocessing field that decides the pixels, as one line (for fingerprints).</summary>
+    internal static string PreprocessingText(ImageProcessorConfig p) =>
+        string.Join(",", "preprocessing", p.PadToSquare, p.DoResize, p.ShortestEdge?.ToString(CultureInfo.InvariantCulture) ?? "fixed",
+            p.ResizeHeight, p.ResizeWidth, p.Resample, p.DoCenterCrop, p.CropHeight, p.CropWidth, p.DoRescale,
+            p.RescaleFactor.ToString("R", CultureInfo.InvariantCulture), p.RescaleArithmetic, p.DoNormalize,
+            string.Join(" ", p.ImageMean.Select(m => m.ToString("R", CultureInfo.InvariantCulture))),
+            string.Join(" ", p.ImageStd.Select(s => s.ToString("R", CultureInfo.InvariantCulture))));
+
     /// <summary>"layer:N" (class token dropped), "layer:N:class" (kept) or "class-tokens:N".</summary>
     public static string DescribeFeatures(VisionFeatureSelector features)
     {
@@ -185,16 +199,11 @@ public sealed class VisionTowerFrontEnd : IVisionFrontEnd, IDisposable
     private string ComputeFingerprint()
     {
         var c = Encoder.Config;
-        var p = Preprocessor;
         using var fingerprint = new SampledFingerprint();
         fingerprint.AddText(string.Join(",", "vision", c.Kind, c.ImageSize, c.PatchSize, c.Channels, c.Width, c.IntermediateSize, c.Layers, c.Heads,
             c.Activation, c.LayerNormEps.ToString("R", CultureInfo.InvariantCulture)));
         fingerprint.AddText("features " + DescribeFeatures(Options.Features));
-        fingerprint.AddText(string.Join(",", "preprocessing", p.PadToSquare, p.DoResize, p.ShortestEdge?.ToString(CultureInfo.InvariantCulture) ?? "fixed",
-            p.ResizeHeight, p.ResizeWidth, p.Resample, p.DoCenterCrop, p.CropHeight, p.CropWidth, p.DoRescale,
-            p.RescaleFactor.ToString("R", CultureInfo.InvariantCulture), p.RescaleArithmetic, p.DoNormalize,
-            string.Join(" ", p.ImageMean.Select(m => m.ToString("R", CultureInfo.InvariantCulture))),
-            string.Join(" ", p.ImageStd.Select(s => s.ToString("R", CultureInfo.InvariantCulture)))));
+        fingerprint.AddText(PreprocessingText(Preprocessor));
         var parameters = Encoder.Parameters;
         for (int i = 0; i < parameters.Count; i++) fingerprint.AddTensor(Invariant(i), parameters[i]);
         return fingerprint.Finish();
@@ -211,7 +220,10 @@ public sealed class VisionTowerFrontEnd : IVisionFrontEnd, IDisposable
     private static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
 }
 
-/// <summary>The front ends the command line names: patch-pixels:GRID:CELLS or a CLIP/SigLIP folder.</summary>
+/// <summary>
+/// The front ends the command line names: patch-pixels:GRID:CELLS or a CLIP/SigLIP folder, and, for a plug-in made with
+/// MMA's ViT adapters, its CLIP folder (<see cref="MmaClipFrontEnd"/>).
+/// </summary>
 public static class VisionFrontEnds
 {
     /// <summary>A front end for a new plug-in: `patch-pixels:GRID:CELLS`, or a tower folder with <paramref name="towerOptions"/>.</summary>
@@ -245,13 +257,16 @@ public static class VisionFrontEnds
             if (towerFolder is not null) throw new ArgumentException($"--vision: the plug-in's front end is {PatchPixelsFrontEnd.KindName}, which has no folder; leave --vision out");
             return PatchPixelsFrontEnd.FromDescription(expected, manifestPath);
         }
-        if (expected.Kind is not ("clip" or "siglip"))
+        if (expected.Kind is not ("clip" or "siglip" or MmaClipFrontEnd.KindName))
             throw new ArgumentException($"the plug-in expects a {expected.Kind} vision front end, which is opened by its design's own code, not from --vision");
         if (towerFolder is null)
         {
             string summary = string.Join(", ", expected.Summary.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value}"));
-            throw new ArgumentException($"the plug-in needs its {expected.Kind} vision tower ({summary}); give its folder with --vision DIR");
+            string tower = expected.Kind == MmaClipFrontEnd.KindName ? "clip" : expected.Kind;
+            throw new ArgumentException($"the plug-in needs its {tower} vision tower ({summary}); give its folder with --vision DIR");
         }
-        return VisionTowerFrontEnd.Open(towerFolder, expected, manifestPath);
+        return expected.Kind == MmaClipFrontEnd.KindName
+            ? MmaClipFrontEnd.Open(towerFolder, expected, manifestPath)
+            : VisionTowerFrontEnd.Open(towerFolder, expected, manifestPath);
     }
 }

@@ -24,6 +24,12 @@ public sealed record VisualExpertsOptions
 
     /// <summary>max_num of InternVL's dynamic tiling (load_image's default, 12).</summary>
     public int MaxTiles { get; init; } = 12;
+
+    /// <summary>
+    /// Mono-InternVL-1.5's visual attention experts: a trainable copy of every layer's attention projections that image
+    /// tokens use (off by default, as in Mono-InternVL; S1.3 alignment then trains them instead of the base's attention).
+    /// </summary>
+    public bool AttentionExperts { get; init; }
 }
 
 /// <summary>
@@ -47,9 +53,15 @@ public sealed record VisualExpertsOptions
 /// FFN_t the frozen base FFN, FFN_ve of its shape, initialised as a copy of it (widened to F32), trainable; no gate and
 /// no balancing loss. As LMDeploy does, the image rows are gathered and FFN_ve runs on them only, the base FFN runs on
 /// the text rows only, and both are scattered back: neither expert is computed densely.
+/// Visual attention experts (optional; Mono-InternVL-1.5), in every layer: each token's projections come from the expert
+/// copy when it is an image token and from the frozen base otherwise, and one attention runs over all tokens:
+///     q_i = W_q^{m_i} n_i,  k_i = W_k^{m_i} n_i,  v_i = W_v^{m_i} n_i   (biases likewise),  RoPE on q and k as in the base,
+///     a = softmax(q k^T / sqrt(d_h) + causal) v,   o_i = W_o^{m_i} a_i,   W^0 the frozen base's, W^1 the expert's,
+/// W^1 initialised as a copy of W^0 (widened to F32), trainable. Rows are gathered by modality for each projection, as
+/// for the FFN. Keys and values of image tokens enter the KV cache as computed, so a cached decode equals recomputation.
 /// Training (EViP, section 3.2): S1.1 concept learning and S1.2 semantic learning train the patch embedding, mlp1 and
-/// FFN_ve with the LLM frozen; S1.3 alignment in the paper also unfreezes attention (Mono-InternVL-1.5 instead adds
-/// visual attention experts). This build has no attention experts, so S1.3 trains the same parts; recorded in plugin.json.
+/// FFN_ve with the LLM frozen; S1.3 alignment in the paper also unfreezes attention, which would change the base: Graft
+/// trains the visual attention experts there instead when they are on (else S1.3 trains the same parts as S1.2).
 /// Text-only: a request without an image uses FFN_t everywhere, i.e. it is the base by construction, and the host
 /// routes it to the base alone anyway (<see cref="CanRouteText"/> is false).
 /// </remarks>
@@ -60,6 +72,7 @@ public sealed class VisualExperts : IPlugin
     public const string Mlp1Part = "mlp1";
     public const string MarkersPart = "markers";
     public const string ExpertsPart = "ffn_ve";
+    public const string AttentionExpertsPart = "attn_ve";
 
     private const string Embeddings = "vision_model.embeddings.";
     private const string MarkersName = "img_markers.embedding";
@@ -67,13 +80,14 @@ public sealed class VisualExperts : IPlugin
     private const float MarkerInitStd = 0.02f; // transformers' initializer_range for new token rows
 
     private VisualExperts(DecoderModel baseModel, PluginManifest manifest, PatchEmbeddingFrontEnd frontEnd, Tensor markers,
-        ExpertFeedForward[] experts, IReadOnlyList<PluginParameter> parameters, string file)
+        ExpertFeedForward[] experts, ExpertAttention[]? attentionExperts, IReadOnlyList<PluginParameter> parameters, string file)
     {
         Base = baseModel;
         Manifest = manifest;
         FrontEnd = frontEnd;
         Markers = markers;
         Experts = experts;
+        AttentionExperts = attentionExperts;
         Parameters = parameters;
         int imageSize = manifest.HyperParameter<int>("image_size", file);
         Tiling = new TilingOptions { MaxTiles = manifest.HyperParameter<int>("max_tiles", file), ImageSize = imageSize, UseThumbnail = true };
@@ -95,6 +109,9 @@ public sealed class VisualExperts : IPlugin
     /// <summary>FFN_ve of each layer.</summary>
     public IReadOnlyList<ExpertFeedForward> Experts { get; }
 
+    /// <summary>The visual attention expert of each layer, or null when the plug-in has none (Mono-InternVL's default).</summary>
+    public IReadOnlyList<ExpertAttention>? AttentionExperts { get; }
+
     public TilingOptions Tiling { get; }
 
     /// <summary>Visual tokens per tile: (image size / 2p)².</summary>
@@ -102,6 +119,9 @@ public sealed class VisualExperts : IPlugin
 
     /// <summary>Text tokens go through the frozen FFN whatever the route, so there is nothing to route.</summary>
     public bool CanRouteText => false;
+
+    /// <summary>Its own patch embedding turns pixels into image tokens.</summary>
+    public bool CanEncodePixels => true;
 
     /// <summary>Tile side for a base of hidden size d: 448 (256 tokens per tile) from d = 1024, 224 from 256, else 56 (4 tokens).</summary>
     public static int DefaultImageSize(int hiddenSize) => hiddenSize >= 1024 ? 448 : hiddenSize >= 256 ? 224 : 56;
@@ -139,8 +159,14 @@ public sealed class VisualExperts : IPlugin
         };
         bool ffnBias = baseModel.Weights.Layers[0].GateBias is not null;
         for (int i = 0; i < baseModel.Weights.Layers.Length; i++)
+        {
             foreach (var (name, tensor) in ExpertFeedForward.CopyOf(baseModel.Weights.Layers[i]).Named(ExpertPrefix(i)))
                 tensors[name] = tensor;
+            if (options.AttentionExperts)
+                foreach (var (name, tensor) in ExpertAttention.CopyOf(baseModel.Weights.Layers[i]).Named(AttentionPrefix(i)))
+                    tensors[name] = tensor;
+        }
+        var config = baseModel.Config;
         var manifest = new PluginManifest
         {
             Design = DesignName,
@@ -156,7 +182,9 @@ public sealed class VisualExperts : IPlugin
                 ["use_thumbnail"] = true,
                 ["image_mean_std"] = "imagenet",
                 ["ffn_bias"] = ffnBias,
-                ["attention_experts"] = false,
+                ["attention_experts"] = options.AttentionExperts,
+                ["qkv_bias"] = config.QkvBias,
+                ["o_proj_bias"] = config.OutputBias,
                 ["image_markers"] = "<img>, </img> (own embeddings); <IMG_CONTEXT> positions hold the visual tokens",
             },
             Base = BaseDescription.Of(baseModel),
@@ -165,22 +193,27 @@ public sealed class VisualExperts : IPlugin
             {
                 ["state"] = "untrained",
                 ["initialisation"] = "patch conv and mlp1 linears U(-1/sqrt(fan_in), 1/sqrt(fan_in)); position embedding N(0, 1); "
-                    + "mlp1 LayerNorm 1, 0; markers N(0, 0.02^2); ffn_ve = copy of each layer's FFN (F32)",
+                    + "mlp1 LayerNorm 1, 0; markers N(0, 0.02^2); ffn_ve = copy of each layer's FFN (F32)"
+                    + (options.AttentionExperts ? "; attn_ve = copy of each layer's attention projections (F32)" : ""),
                 ["seed"] = options.Seed,
                 ["stages"] = new JsonArray(
-                    Stage("S1.1 concept learning", "EViP: LLM frozen"),
-                    Stage("S1.2 semantic learning", "EViP: LLM frozen"),
-                    Stage("S1.3 alignment", "the paper also unfreezes attention; attention experts are not built, so the same parts train")),
+                    Stage("S1.1 concept learning", "EViP: LLM frozen", false),
+                    Stage("S1.2 semantic learning", "EViP: LLM frozen", false),
+                    options.AttentionExperts
+                        ? Stage("S1.3 alignment", "the paper unfreezes attention; Graft trains the visual attention experts instead (Mono-InternVL-1.5)", true)
+                        : Stage("S1.3 alignment", "the paper also unfreezes attention; without attention experts the same parts train", false)),
                 ["precision"] = "bf16, not fp16 (fp16 overflows, per the paper)",
             },
         };
         return Restore(manifest, tensors, baseModel, PluginManifest.FileName);
     }
 
-    private static JsonObject Stage(string name, string note) => new()
+    private static JsonObject Stage(string name, string note, bool attentionExperts) => new()
     {
         ["name"] = name,
-        ["trains"] = new JsonArray(PatchEmbeddingPart, Mlp1Part, MarkersPart, ExpertsPart),
+        ["trains"] = attentionExperts
+            ? new JsonArray(PatchEmbeddingPart, Mlp1Part, MarkersPart, ExpertsPart, AttentionExpertsPart)
+            : new JsonArray(PatchEmbeddingPart, Mlp1Part, MarkersPart, ExpertsPart),
         ["note"] = note,
     };
 
@@ -203,16 +236,34 @@ public sealed class VisualExperts : IPlugin
             ["mlp1.3.bias"] = [d],
             [MarkersName] = [2, d],
         };
+        bool attention = manifest.HyperParameter<bool>("attention_experts", file);
+        bool qkvBias = manifest.HyperParameter<bool>("qkv_bias", file), outputBias = manifest.HyperParameter<bool>("o_proj_bias", file);
+        int q = manifest.Base.NumHeads * manifest.Base.HeadDim, kv = manifest.Base.NumKeyValueHeads * manifest.Base.HeadDim;
         for (int i = 0; i < manifest.Base.NumLayers; i++)
         {
             string prefix = ExpertPrefix(i);
             shapes[prefix + "gate.weight"] = [f, d];
             shapes[prefix + "up.weight"] = [f, d];
             shapes[prefix + "down.weight"] = [d, f];
-            if (!bias) continue;
-            shapes[prefix + "gate.bias"] = [f];
-            shapes[prefix + "up.bias"] = [f];
-            shapes[prefix + "down.bias"] = [d];
+            if (bias)
+            {
+                shapes[prefix + "gate.bias"] = [f];
+                shapes[prefix + "up.bias"] = [f];
+                shapes[prefix + "down.bias"] = [d];
+            }
+            if (!attention) continue;
+            prefix = AttentionPrefix(i);
+            shapes[prefix + "q.weight"] = [q, d];
+            shapes[prefix + "k.weight"] = [kv, d];
+            shapes[prefix + "v.weight"] = [kv, d];
+            shapes[prefix + "o.weight"] = [d, q];
+            if (qkvBias)
+            {
+                shapes[prefix + "q.bias"] = [q];
+                shapes[prefix + "k.bias"] = [kv];
+                shapes[prefix + "v.bias"] = [kv];
+            }
+            if (outputBias) shapes[prefix + "o.bias"] = [d];
         }
         return shapes;
     }
@@ -223,11 +274,18 @@ public sealed class VisualExperts : IPlugin
         var (p, imageSize, _) = Geometry(manifest, file);
         if (manifest.HyperParameter<int>("max_tiles", file) <= 0)
             throw new PluginFormatException(file, "must be a positive integer", "hyper_parameters.max_tiles");
-        if (manifest.HyperParameter<bool>("attention_experts", file))
-            throw new PluginFormatException(file, "is true, but this build has no visual attention experts", "hyper_parameters.attention_experts");
         bool bias = manifest.HyperParameter<bool>("ffn_bias", file);
         if (bias != (baseModel.Weights.Layers[0].GateBias is not null))
             throw new PluginFormatException(file, $"is {bias.ToString().ToLowerInvariant()}, but the base's FFN {(bias ? "has no" : "has")} biases", "hyper_parameters.ffn_bias");
+        void Agrees(string field, bool actual)
+        {
+            bool recorded = manifest.HyperParameter<bool>(field, file);
+            if (recorded != actual)
+                throw new PluginFormatException(file, $"is {recorded.ToString().ToLowerInvariant()}, but the base's config says {actual.ToString().ToLowerInvariant()}", $"hyper_parameters.{field}");
+        }
+        Agrees("qkv_bias", baseModel.Config.QkvBias);
+        Agrees("o_proj_bias", baseModel.Config.OutputBias);
+        bool attention = manifest.HyperParameter<bool>("attention_experts", file);
 
         var parameters = new List<PluginParameter>();
         Tensor Take(string name, string part)
@@ -246,13 +304,20 @@ public sealed class VisualExperts : IPlugin
         var frontEnd = new PatchEmbeddingFrontEnd(p, imageSize / p, conv, positions, norm, mlpIn, mlpOut, frontEndTensors);
         var markers = Take(MarkersName, MarkersPart);
         var experts = new ExpertFeedForward[baseModel.Config.NumLayers];
+        var attentionExperts = attention ? new ExpertAttention[experts.Length] : null;
         for (int i = 0; i < experts.Length; i++)
         {
             string prefix = ExpertPrefix(i);
             experts[i] = new ExpertFeedForward(Take(prefix + "gate.weight", ExpertsPart), Take(prefix + "up.weight", ExpertsPart), Take(prefix + "down.weight", ExpertsPart),
                 bias ? Take(prefix + "gate.bias", ExpertsPart) : null, bias ? Take(prefix + "up.bias", ExpertsPart) : null, bias ? Take(prefix + "down.bias", ExpertsPart) : null);
+            if (attentionExperts is null) continue;
+            prefix = AttentionPrefix(i);
+            LinearWeights Projection(string name, bool hasBias) =>
+                new(Take(prefix + name + ".weight", AttentionExpertsPart), hasBias ? Take(prefix + name + ".bias", AttentionExpertsPart) : null);
+            bool qkv = baseModel.Config.QkvBias;
+            attentionExperts[i] = new ExpertAttention(Projection("q", qkv), Projection("k", qkv), Projection("v", qkv), Projection("o", baseModel.Config.OutputBias));
         }
-        return new VisualExperts(baseModel, manifest, frontEnd, markers, experts, parameters, file);
+        return new VisualExperts(baseModel, manifest, frontEnd, markers, experts, attentionExperts, parameters, file);
     }
 
     /// <summary>
@@ -293,7 +358,17 @@ public sealed class VisualExperts : IPlugin
         }
         var embeddings = pieces.Count == 1 ? pieces[0] : Ops.Concat(pieces, 0);
         var imageMask = mask.ToArray();
-        return new PreparedInput(embeddings, imageMask, prompt.Targets(lengths), new ExpertHooks(this, imageMask));
+        return new PreparedInput(embeddings, imageMask, prompt.Targets(lengths), HooksFor(imageMask));
+    }
+
+    /// <summary>
+    /// The decoder hooks of a request whose image tokens are where <paramref name="imageMask"/> is true (positions past its
+    /// end are text): FFN by token in every layer, and attention by token when the plug-in has attention experts.
+    /// </summary>
+    public DecoderHooks HooksFor(bool[] imageMask)
+    {
+        ArgumentNullException.ThrowIfNull(imageMask);
+        return new ExpertHooks(this, imageMask);
     }
 
     /// <summary>An image -> visual tokens [tiles · tokens per tile, d]: dynamic tiling, then the front end on every tile.</summary>
@@ -305,24 +380,27 @@ public sealed class VisualExperts : IPlugin
     }
 
     /// <summary>
-    /// The FFN term by token: for normed rows n [T, C], FFN_t(n) (1 - m) + FFN_ve(n) m, computed as FFN_t on the gathered
-    /// text rows and FFN_ve on the gathered image rows, scattered back. <paramref name="isImage"/>[i] is m_i.
+    /// A map by token: rows x [T, in] -> [T, out] with text rows through <paramref name="text"/> and image rows through
+    /// <paramref name="image"/> (<paramref name="isImage"/>[i] is m_i): for the FFN, FFN_t(n) (1 - m) + FFN_ve(n) m, and
+    /// likewise for each attention projection. Each function runs on its gathered rows only, and the results are scattered
+    /// back; with one modality only, that function runs on x itself.
     /// </summary>
-    public static Tensor FeedForwardByToken(Tensor normed, ReadOnlySpan<bool> isImage, Func<Tensor, Tensor> textFeedForward, Func<Tensor, Tensor> imageFeedForward)
+    public static Tensor ByToken(Tensor x, ReadOnlySpan<bool> isImage, Func<Tensor, Tensor> text, Func<Tensor, Tensor> image)
     {
-        ArgumentNullException.ThrowIfNull(normed);
-        if (normed.Rank != 2 || normed.Shape[0] != isImage.Length)
-            throw new ArgumentException($"normed rows must be [{isImage.Length}, C] for {isImage.Length} mask entries, got {normed.ShapeString}", nameof(normed));
+        ArgumentNullException.ThrowIfNull(x);
+        if (x.Rank != 2 || x.Shape[0] != isImage.Length)
+            throw new ArgumentException($"rows must be [{isImage.Length}, C] for {isImage.Length} mask entries, got {x.ShapeString}", nameof(x));
         var imageRows = new List<int>();
         var textRows = new List<int>();
         for (int i = 0; i < isImage.Length; i++) (isImage[i] ? imageRows : textRows).Add(i);
-        if (imageRows.Count == 0) return textFeedForward(normed);
-        if (textRows.Count == 0) return imageFeedForward(normed);
-        var image = imageRows.ToArray();
-        var text = textRows.ToArray();
-        var output = Tensor.Zeros(normed.Shape);
-        output = Ops.ScatterRows(output, text, textFeedForward(Ops.GatherRows(normed, text)));
-        return Ops.ScatterRows(output, image, imageFeedForward(Ops.GatherRows(normed, image)));
+        if (imageRows.Count == 0) return text(x);
+        if (textRows.Count == 0) return image(x);
+        var imageIndices = imageRows.ToArray();
+        var textIndices = textRows.ToArray();
+        var textOutput = text(Ops.GatherRows(x, textIndices));
+        var imageOutput = image(Ops.GatherRows(x, imageIndices));
+        var output = Ops.ScatterRows(Tensor.Zeros(isImage.Length, textOutput.Shape[1]), textIndices, textOutput);
+        return Ops.ScatterRows(output, imageIndices, imageOutput);
     }
 
     private static (int Patch, int ImageSize, int VisionWidth) Geometry(PluginManifest manifest, string file)
@@ -338,6 +416,8 @@ public sealed class VisualExperts : IPlugin
     }
 
     private static string ExpertPrefix(int layer) => $"layers.{layer.ToString(CultureInfo.InvariantCulture)}.ffn_ve.";
+
+    private static string AttentionPrefix(int layer) => $"layers.{layer.ToString(CultureInfo.InvariantCulture)}.attn_ve.";
 
     private static Tensor Uniform(Random random, int fanIn, int[] shape)
     {
@@ -359,14 +439,28 @@ public sealed class VisualExperts : IPlugin
         return Tensor.Parameter(values, shape);
     }
 
-    /// <summary>Per request: each layer's FFN by token, the mask read at the chunk's absolute positions (past its end: text).</summary>
+    /// <summary>
+    /// Per request: each layer's FFN by token and, with attention experts, its attention projections by token; the mask is
+    /// read at the chunk's absolute positions (past its end: text).
+    /// </summary>
     private sealed class ExpertHooks(VisualExperts plugin, bool[] imageMask) : DecoderHooks
     {
-        public override Tensor FeedForward(int layer, Tensor normedInput, Func<Tensor, Tensor> baseFeedForward, ReadOnlySpan<int> positions)
+        public override Tensor FeedForward(int layer, Tensor normedInput, Func<Tensor, Tensor> baseFeedForward, ReadOnlySpan<int> positions) =>
+            ByToken(normedInput, IsImage(positions), baseFeedForward, plugin.Experts[layer].Forward);
+
+        public override bool ProjectsAttention(int layer) => plugin.AttentionExperts is not null;
+
+        public override Tensor ProjectAttention(int layer, AttentionProjection projection, Tensor input, Func<Tensor, Tensor> baseProjection, ReadOnlySpan<int> positions)
+        {
+            var expert = plugin.AttentionExperts![layer].Weights(projection);
+            return ByToken(input, IsImage(positions), baseProjection, expert.Apply);
+        }
+
+        private bool[] IsImage(ReadOnlySpan<int> positions)
         {
             var isImage = new bool[positions.Length];
             for (int i = 0; i < positions.Length; i++) isImage[i] = positions[i] < imageMask.Length && imageMask[positions[i]];
-            return FeedForwardByToken(normedInput, isImage, baseFeedForward, plugin.Experts[layer].Forward);
+            return isImage;
         }
     }
 }
@@ -410,5 +504,57 @@ public sealed class ExpertFeedForward
         if (GateBias is not null) yield return (prefix + "gate.bias", GateBias);
         if (UpBias is not null) yield return (prefix + "up.bias", UpBias);
         if (DownBias is not null) yield return (prefix + "down.bias", DownBias);
+    }
+}
+
+/// <summary>
+/// A visual attention expert of one layer (Mono-InternVL-1.5): the base attention's query, key, value and output
+/// projections, F32 and trainable, used for image tokens. Weights [out, in], biases where the base has them.
+/// </summary>
+public sealed class ExpertAttention
+{
+    public ExpertAttention(LinearWeights query, LinearWeights key, LinearWeights value, LinearWeights output)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(value);
+        ArgumentNullException.ThrowIfNull(output);
+        if (!key.Weight.Shape.AsSpan().SequenceEqual(value.Weight.Shape) || key.Weight.Shape[1] != query.Weight.Shape[1]
+            || output.Weight.Shape[0] != query.Weight.Shape[1] || output.Weight.Shape[1] != query.Weight.Shape[0])
+            throw new ArgumentException($"expert attention: q {query.Weight.ShapeString}, k {key.Weight.ShapeString}, v {value.Weight.ShapeString} and o {output.Weight.ShapeString} "
+                + "must be [H·D, C], [Hkv·D, C], [Hkv·D, C] and [C, H·D]");
+        (Query, Key, Value, Output) = (query, key, value, output);
+    }
+
+    public LinearWeights Query { get; }
+    public LinearWeights Key { get; }
+    public LinearWeights Value { get; }
+    public LinearWeights Output { get; }
+
+    /// <summary>A trainable F32 copy of a base layer's attention projections (the experts start as the base's attention).</summary>
+    public static ExpertAttention CopyOf(DecoderLayerWeights layer)
+    {
+        ArgumentNullException.ThrowIfNull(layer);
+        static LinearWeights Copy(Tensor weight, Tensor? bias) =>
+            new(Tensor.Parameter(weight.ToArray(), weight.Shape), bias is null ? null : Tensor.Parameter(bias.ToArray(), bias.Shape));
+        return new ExpertAttention(Copy(layer.Query, layer.QueryBias), Copy(layer.Key, layer.KeyBias), Copy(layer.Value, layer.ValueBias), Copy(layer.Output, layer.OutputBias));
+    }
+
+    public LinearWeights Weights(AttentionProjection projection) => projection switch
+    {
+        AttentionProjection.Query => Query,
+        AttentionProjection.Key => Key,
+        AttentionProjection.Value => Value,
+        AttentionProjection.Output => Output,
+        _ => throw new ArgumentOutOfRangeException(nameof(projection), projection, "not an attention projection"),
+    };
+
+    internal IEnumerable<(string Name, Tensor Tensor)> Named(string prefix)
+    {
+        foreach (var (name, weights) in new[] { ("q", Query), ("k", Key), ("v", Value), ("o", Output) })
+        {
+            yield return (prefix + name + ".weight", weights.Weight);
+            if (weights.Bias is not null) yield return (prefix + name + ".bias", weights.Bias);
+        }
     }
 }

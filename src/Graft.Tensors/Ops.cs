@@ -74,6 +74,32 @@ public static partial class Ops
         });
     }
 
+    /// <summary>
+    /// x [B, K] · weightᵀ (+ bias) -> [B, N] for batched decoding: the weight streams from memory once for all B rows,
+    /// yet each row's result is bit-identical to <see cref="Linear"/> of that row alone (every row is its own
+    /// matrix-vector product, computed as the one-row path computes it). Inference only: nothing is recorded.
+    /// </summary>
+    public static Tensor LinearRows(Tensor x, Tensor weight, Tensor? bias = null)
+    {
+        if (weight.Rank != 2) throw new ArgumentException($"linear weight must be 2-D, got {weight.ShapeString}");
+        int k = weight.Shape[1], n = weight.Shape[0];
+        if (x.Rank != 2 || x.Shape[1] != k) throw new ArgumentException($"linear rows: input {x.ShapeString} is not [B, {k}] for weight {weight.ShapeString}");
+        if (bias is not null && (bias.Rank != 1 || bias.Shape[0] != n)) throw new ArgumentException($"linear: bias {bias.ShapeString} does not match weight {weight.ShapeString}");
+        if (Autograd.IsEnabled && (x.RequiresGrad || weight.RequiresGrad || bias is { RequiresGrad: true }))
+            throw new InvalidOperationException("linear rows is for inference and records no gradient; run it under Autograd.NoGrad");
+        int rows = x.Shape[0];
+        var y = Tensor.Zeros(rows, n);
+        if (weight.DType == DType.F32) Gemm.MultiplyRows(rows, n, k, x.Span, weight.Span, y.Span);
+        else Gemm.MultiplyRowsHalf(weight.DType, rows, n, k, x.Span, weight.HalfBits, y.Span);
+        if (bias is not null)
+        {
+            var ys = y.Span;
+            var bv = bias.Span;
+            for (int row = 0; row < rows; row++) TensorPrimitives.Add(ys.Slice(row * n, n), bv, ys.Slice(row * n, n));
+        }
+        return y;
+    }
+
     /// <summary>Batched product: a [.., M, K] · b [.., K, N] (b may be 2-D and shared by every batch) -> [.., M, N].</summary>
     public static Tensor MatMul(Tensor a, Tensor b)
     {

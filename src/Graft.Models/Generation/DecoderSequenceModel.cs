@@ -47,11 +47,19 @@ public sealed class DecoderSequenceModel : ITokenSequenceModel, IDisposable
         if (_ownsModel) _model.Dispose();
     }
 
-    private sealed class State(DecoderSequenceModel owner, KvCache cache) : ISequenceState
+    private sealed class State(DecoderSequenceModel owner, KvCache cache) : IDecoderSequenceState
     {
         private bool _disposed;
 
         public int Length => cache.Length;
+
+        public DecoderModel Model => owner._model;
+
+        public DecodeRow StepRow(int token)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return new DecodeRow(token, cache);
+        }
 
         public ReadOnlySpan<float> Append(ReadOnlySpan<int> tokens)
         {

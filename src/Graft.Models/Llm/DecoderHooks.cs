@@ -38,6 +38,22 @@ public abstract class DecoderHooks
     public virtual Tensor BesideAttention(int layer, Tensor hidden, Tensor? attentionWeights, ReadOnlySpan<int> positions) => hidden;
 
     /// <summary>
+    /// Whether layer <paramref name="layer"/>'s attention projections go through <see cref="ProjectAttention"/>; when false
+    /// (the default) the layer projects with the base's weights on the plain path and the hook is never called.
+    /// </summary>
+    public virtual bool ProjectsAttention(int layer) => false;
+
+    /// <summary>
+    /// Attention by token: projection <paramref name="projection"/> of rows [T, in] -> [T, out] (the normed input for
+    /// query, key and value; the attended heads for the output). The base's projection of this layer is given as a
+    /// callable; Mono-InternVL-1.5 runs it on text rows and its visual attention expert on image rows, while one
+    /// attention (with the base's mask and rotary embedding) runs over all tokens. Asked only where
+    /// <see cref="ProjectsAttention"/> says so.
+    /// </summary>
+    public virtual Tensor ProjectAttention(int layer, AttentionProjection projection, Tensor input, Func<Tensor, Tensor> baseProjection, ReadOnlySpan<int> positions) =>
+        baseProjection(input);
+
+    /// <summary>
     /// FFN by token: the FFN output [T, C] for the normed input, which the decoder adds to the residual. The base FFN of
     /// this layer is given as a callable (Mono-InternVL runs it on text rows and its expert on image rows).
     /// </summary>
@@ -53,4 +69,13 @@ public abstract class DecoderHooks
     /// and head are given as a callable.
     /// </summary>
     public virtual Tensor Output(Tensor hidden, Func<Tensor, Tensor> baseOutput) => baseOutput(hidden);
+}
+
+/// <summary>One of the four projections of an attention block.</summary>
+public enum AttentionProjection
+{
+    Query,
+    Key,
+    Value,
+    Output,
 }

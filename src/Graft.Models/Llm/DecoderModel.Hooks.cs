@@ -10,11 +10,15 @@ public sealed partial class DecoderModel
     {
         float eps = Config.RmsNormEps;
         var normed = hooks.BeforeAttention(i, Ops.RmsNorm(h, w.AttentionNorm, eps), positions);
-        var (attended, weights) = Attention(w, normed, positions, rope, cache, i, hooks.NeedsAttentionWeights(i), mask);
+        var (attended, weights) = Attention(w, normed, positions, rope, cache, i, hooks.NeedsAttentionWeights(i), mask, hooks.ProjectsAttention(i) ? hooks : null);
         h = hooks.BesideAttention(i, Ops.Add(h, attended), weights, positions);
         h = Ops.Add(h, hooks.FeedForward(i, Ops.RmsNorm(h, w.FfnNorm, eps), x => FeedForward(w, x), positions));
         return hooks.AfterLayer(i, h, positions);
     }
+
+    /// <summary>The hook's projection by token, with the base's as a callable (kept apart so the plain path builds no closure).</summary>
+    private static Tensor ProjectByToken(Tensor x, Tensor weight, Tensor? bias, DecoderHooks hooks, int layer, AttentionProjection projection, int[] positions) =>
+        hooks.ProjectAttention(layer, projection, x, input => Ops.Linear(input, weight, bias), positions);
 
     /// <summary>
     /// One decoder layer of this model's shapes and rotary embedding with other weights (a plug-in's own layers):

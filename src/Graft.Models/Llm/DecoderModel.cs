@@ -130,16 +130,17 @@ public sealed partial class DecoderModel : IDisposable
 
     /// <summary>
     /// x [T, C] -> [T, C]: grouped-query causal attention over the cached and new tokens; with <paramref name="returnWeights"/>
-    /// also its probabilities [1, H, T, cached + T]. A hook's <paramref name="mask"/> replaces the causal one.
+    /// also its probabilities [1, H, T, cached + T]. A hook's <paramref name="mask"/> replaces the causal one; <paramref name="byToken"/>,
+    /// when given, projects by token (<see cref="DecoderHooks.ProjectAttention"/>).
     /// </summary>
     private (Tensor Output, Tensor? Weights) Attention(DecoderLayerWeights w, Tensor x, int[] positions, RotaryEmbedding rope, KvCache? cache, int layer,
-        bool returnWeights = false, AttentionMask? mask = null)
+        bool returnWeights = false, AttentionMask? mask = null, DecoderHooks? byToken = null)
     {
         var c = Config;
         int t = x.Shape[0];
-        var q = Ops.Rope(Ops.Linear(x, w.Query, w.QueryBias).Reshape(1, t, c.NumHeads, c.HeadDim), rope, positions);
-        var k = Ops.Rope(Ops.Linear(x, w.Key, w.KeyBias).Reshape(1, t, c.NumKeyValueHeads, c.HeadDim), rope, positions);
-        var v = Ops.Linear(x, w.Value, w.ValueBias).Reshape(1, t, c.NumKeyValueHeads, c.HeadDim);
+        var q = Ops.Rope(Project(x, w.Query, w.QueryBias, byToken, layer, AttentionProjection.Query, positions).Reshape(1, t, c.NumHeads, c.HeadDim), rope, positions);
+        var k = Ops.Rope(Project(x, w.Key, w.KeyBias, byToken, layer, AttentionProjection.Key, positions).Reshape(1, t, c.NumKeyValueHeads, c.HeadDim), rope, positions);
+        var v = Project(x, w.Value, w.ValueBias, byToken, layer, AttentionProjection.Value, positions).Reshape(1, t, c.NumKeyValueHeads, c.HeadDim);
         int offset = 0;
         if (cache is not null)
         {
@@ -147,8 +148,12 @@ public sealed partial class DecoderModel : IDisposable
             (k, v) = cache.Append(layer, k, v);
         }
         var (attended, weights) = Ops.Attention(q, k, v, mask ?? AttentionMask.Causal(offset), _attentionScale, returnWeights);
-        return (Ops.Linear(attended.Reshape(t, c.NumHeads * c.HeadDim), w.Output, w.OutputBias), weights);
+        return (Project(attended.Reshape(t, c.NumHeads * c.HeadDim), w.Output, w.OutputBias, byToken, layer, AttentionProjection.Output, positions), weights);
     }
+
+    /// <summary>x [T, in] -> [T, out] with the base's weight, or through <paramref name="byToken"/>'s hook (see <see cref="DecoderHooks.ProjectAttention"/>).</summary>
+    private static Tensor Project(Tensor x, Tensor weight, Tensor? bias, DecoderHooks? byToken, int layer, AttentionProjection projection, int[] positions) =>
+        byToken is null ? Ops.Linear(x, weight, bias) : ProjectByToken(x, weight, bias, byToken, layer, projection, positions);
 
     /// <summary>x [T, C] -> [T, C]: down(silu(gate(x)) · up(x)).</summary>
     private static Tensor FeedForward(DecoderLayerWeights w, Tensor x) =>

@@ -65,8 +65,123 @@ public sealed class DecoderWeights
     internal static DecoderWeights Load(LlmConfig config, ISafeTensorsReader checkpoint)
     {
         Check(config, checkpoint);
-        return config.Family == LlmFamily.InternLM2 ? MapInternLM2(config, checkpoint) : MapLlama(config, checkpoint);
+        return Map(config, checkpoint.Load);
     }
+
+    /// <summary>
+    /// A decoder initialised as Hugging Face initialises one before training: every matrix and the embedding from
+    /// N(0, <paramref name="initializerRange"/>²), norm weights 1, biases 0; all trainable float32 tensors named as the
+    /// family's checkpoint names them. The tensors are drawn in checkpoint order from one <see cref="Random"/>(seed).
+    /// </summary>
+    public static DecoderWeights CreateRandom(LlmConfig config, int seed, float initializerRange = 0.02f)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (!(initializerRange > 0) || float.IsInfinity(initializerRange))
+            throw new ArgumentOutOfRangeException(nameof(initializerRange), initializerRange, "initializer range must be positive and finite");
+        var random = new Random(seed);
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (name, shape) in ExpectedShapes(config))
+            tensors[name] = shape.Length == 2 ? ParameterInit.Normal(random, initializerRange, name, shape)
+                : ParameterInit.Constant(name.EndsWith(".bias", StringComparison.Ordinal) ? 0f : 1f, name, shape);
+        var weights = Map(config, name => tensors[name]);
+        // InternLM2's q, k and v are copied out of the fused matrix; the copies are trainable too.
+        foreach (var tensor in weights.All())
+            if (!tensor.RequiresGrad) tensor.RequiresGrad = true;
+        return weights;
+    }
+
+    /// <summary>
+    /// A trainable float32 copy of every tensor (widened from F16/BF16, out of read-only mapped memory), names kept;
+    /// a tied head stays tied to the copied embedding. This object is left as it is.
+    /// </summary>
+    public DecoderWeights ToTrainable()
+    {
+        var copies = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+        Tensor Copy(Tensor tensor)
+        {
+            if (copies.TryGetValue(tensor, out var copy)) return copy;
+            copy = tensor.ToDType(DType.F32);
+            copy.RequiresGrad = true;
+            return copies[tensor] = copy;
+        }
+        Tensor? CopyOptional(Tensor? tensor) => tensor is null ? null : Copy(tensor);
+        var layers = Layers.Select(l => new DecoderLayerWeights
+        {
+            AttentionNorm = Copy(l.AttentionNorm),
+            Query = Copy(l.Query),
+            Key = Copy(l.Key),
+            Value = Copy(l.Value),
+            Output = Copy(l.Output),
+            QueryBias = CopyOptional(l.QueryBias),
+            KeyBias = CopyOptional(l.KeyBias),
+            ValueBias = CopyOptional(l.ValueBias),
+            OutputBias = CopyOptional(l.OutputBias),
+            FfnNorm = Copy(l.FfnNorm),
+            Gate = Copy(l.Gate),
+            Up = Copy(l.Up),
+            Down = Copy(l.Down),
+            GateBias = CopyOptional(l.GateBias),
+            UpBias = CopyOptional(l.UpBias),
+            DownBias = CopyOptional(l.DownBias),
+        }).ToArray();
+        return new DecoderWeights { Embedding = Copy(Embedding), Layers = layers, FinalNorm = Copy(FinalNorm), Head = Copy(Head) };
+    }
+
+    /// <summary>
+    /// Every tensor under the name a Llama or Qwen2 checkpoint gives it, in checkpoint order (the tied head once, as the
+    /// embedding). These are the names <see cref="DecoderCheckpointWriter"/> writes. InternLM2 fuses q, k and v into
+    /// one matrix per layer, which is not rebuilt here.
+    /// </summary>
+    public IEnumerable<KeyValuePair<string, Tensor>> HuggingFaceTensors(LlmConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.Family == LlmFamily.InternLM2)
+            throw new NotSupportedException("InternLM2 checkpoints fuse q, k and v into wqkv; writing them is not supported (Llama and Qwen2 are)");
+        if (Layers.Length != config.NumLayers)
+            throw new ArgumentException($"{Layers.Length} layers of weights for a config of {config.NumLayers}", nameof(config));
+        var named = new List<KeyValuePair<string, Tensor>> { new("model.embed_tokens.weight", Embedding) };
+        void Add(string name, Tensor? tensor)
+        {
+            if (tensor is not null) named.Add(new(name, tensor));
+        }
+        for (int i = 0; i < Layers.Length; i++)
+        {
+            string p = $"model.layers.{i}.";
+            var l = Layers[i];
+            Add(p + "self_attn.q_proj.weight", l.Query);
+            Add(p + "self_attn.k_proj.weight", l.Key);
+            Add(p + "self_attn.v_proj.weight", l.Value);
+            Add(p + "self_attn.o_proj.weight", l.Output);
+            Add(p + "self_attn.q_proj.bias", l.QueryBias);
+            Add(p + "self_attn.k_proj.bias", l.KeyBias);
+            Add(p + "self_attn.v_proj.bias", l.ValueBias);
+            Add(p + "self_attn.o_proj.bias", l.OutputBias);
+            Add(p + "mlp.gate_proj.weight", l.Gate);
+            Add(p + "mlp.up_proj.weight", l.Up);
+            Add(p + "mlp.down_proj.weight", l.Down);
+            Add(p + "mlp.gate_proj.bias", l.GateBias);
+            Add(p + "mlp.up_proj.bias", l.UpBias);
+            Add(p + "mlp.down_proj.bias", l.DownBias);
+            Add(p + "input_layernorm.weight", l.AttentionNorm);
+            Add(p + "post_attention_layernorm.weight", l.FfnNorm);
+        }
+        Add("model.norm.weight", FinalNorm);
+        if (!config.TieWordEmbeddings) Add("lm_head.weight", Head);
+        else if (!ReferenceEquals(Head, Embedding)) throw new ArgumentException("config.json ties the head to the embedding, but these weights have a separate head", nameof(config));
+
+        var expected = ExpectedShapes(config);
+        foreach (var (name, tensor) in named)
+            if (!expected.TryGetValue(name, out var shape) || !tensor.Shape.AsSpan().SequenceEqual(shape))
+                throw new ArgumentException(expected.TryGetValue(name, out shape)
+                    ? $"{name} is {tensor.ShapeString}, the config implies [{string.Join(", ", shape)}]"
+                    : $"{name} is present but the config has no such tensor", nameof(config));
+        var missing = expected.Keys.Except(named.Select(n => n.Key)).ToList();
+        if (missing.Count > 0) throw new ArgumentException($"the config needs {string.Join(", ", missing)}, which these weights lack", nameof(config));
+        return named;
+    }
+
+    private static DecoderWeights Map(LlmConfig config, Func<string, Tensor> load) =>
+        config.Family == LlmFamily.InternLM2 ? MapInternLM2(config, load) : MapLlama(config, load);
 
     /// <summary>Validates the checkpoint's headers against the config, reading no data; returns the tensors used.</summary>
     internal static List<SafeTensorInfo> Check(LlmConfig config, ISafeTensorsReader checkpoint)
@@ -157,7 +272,7 @@ public sealed class DecoderWeights
         name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)
         || (config.TieWordEmbeddings && name == (config.Family == LlmFamily.InternLM2 ? "output.weight" : "lm_head.weight"));
 
-    private static DecoderWeights MapLlama(LlmConfig c, ISafeTensorsReader t)
+    private static DecoderWeights MapLlama(LlmConfig c, Func<string, Tensor> load)
     {
         var layers = new DecoderLayerWeights[c.NumLayers];
         for (int i = 0; i < layers.Length; i++)
@@ -165,73 +280,73 @@ public sealed class DecoderWeights
             string p = $"model.layers.{i}.";
             layers[i] = new DecoderLayerWeights
             {
-                AttentionNorm = t.Load(p + "input_layernorm.weight"),
-                Query = t.Load(p + "self_attn.q_proj.weight"),
-                Key = t.Load(p + "self_attn.k_proj.weight"),
-                Value = t.Load(p + "self_attn.v_proj.weight"),
-                Output = t.Load(p + "self_attn.o_proj.weight"),
-                QueryBias = c.QkvBias ? Bias(t, p + "self_attn.q_proj.bias") : null,
-                KeyBias = c.QkvBias ? Bias(t, p + "self_attn.k_proj.bias") : null,
-                ValueBias = c.QkvBias ? Bias(t, p + "self_attn.v_proj.bias") : null,
-                OutputBias = c.OutputBias ? Bias(t, p + "self_attn.o_proj.bias") : null,
-                FfnNorm = t.Load(p + "post_attention_layernorm.weight"),
-                Gate = t.Load(p + "mlp.gate_proj.weight"),
-                Up = t.Load(p + "mlp.up_proj.weight"),
-                Down = t.Load(p + "mlp.down_proj.weight"),
-                GateBias = c.MlpBias ? Bias(t, p + "mlp.gate_proj.bias") : null,
-                UpBias = c.MlpBias ? Bias(t, p + "mlp.up_proj.bias") : null,
-                DownBias = c.MlpBias ? Bias(t, p + "mlp.down_proj.bias") : null,
+                AttentionNorm = load(p + "input_layernorm.weight"),
+                Query = load(p + "self_attn.q_proj.weight"),
+                Key = load(p + "self_attn.k_proj.weight"),
+                Value = load(p + "self_attn.v_proj.weight"),
+                Output = load(p + "self_attn.o_proj.weight"),
+                QueryBias = c.QkvBias ? Bias(load, p + "self_attn.q_proj.bias") : null,
+                KeyBias = c.QkvBias ? Bias(load, p + "self_attn.k_proj.bias") : null,
+                ValueBias = c.QkvBias ? Bias(load, p + "self_attn.v_proj.bias") : null,
+                OutputBias = c.OutputBias ? Bias(load, p + "self_attn.o_proj.bias") : null,
+                FfnNorm = load(p + "post_attention_layernorm.weight"),
+                Gate = load(p + "mlp.gate_proj.weight"),
+                Up = load(p + "mlp.up_proj.weight"),
+                Down = load(p + "mlp.down_proj.weight"),
+                GateBias = c.MlpBias ? Bias(load, p + "mlp.gate_proj.bias") : null,
+                UpBias = c.MlpBias ? Bias(load, p + "mlp.up_proj.bias") : null,
+                DownBias = c.MlpBias ? Bias(load, p + "mlp.down_proj.bias") : null,
             };
         }
-        var embedding = t.Load("model.embed_tokens.weight");
+        var embedding = load("model.embed_tokens.weight");
         return new DecoderWeights
         {
             Embedding = embedding,
             Layers = layers,
-            FinalNorm = t.Load("model.norm.weight"),
-            Head = c.TieWordEmbeddings ? embedding : t.Load("lm_head.weight"),
+            FinalNorm = load("model.norm.weight"),
+            Head = c.TieWordEmbeddings ? embedding : load("lm_head.weight"),
         };
     }
 
-    private static DecoderWeights MapInternLM2(LlmConfig c, ISafeTensorsReader t)
+    private static DecoderWeights MapInternLM2(LlmConfig c, Func<string, Tensor> load)
     {
         var layers = new DecoderLayerWeights[c.NumLayers];
         for (int i = 0; i < layers.Length; i++)
         {
             string p = $"model.layers.{i}.";
-            var (query, key, value) = SplitGroupedQkv(c, t.Load(p + "attention.wqkv.weight"));
-            var (queryBias, keyBias, valueBias) = c.QkvBias ? SplitGroupedQkv(c, Bias(t, p + "attention.wqkv.bias")) : (null, null, null);
+            var (query, key, value) = SplitGroupedQkv(c, load(p + "attention.wqkv.weight"));
+            var (queryBias, keyBias, valueBias) = c.QkvBias ? SplitGroupedQkv(c, Bias(load, p + "attention.wqkv.bias")) : (null, null, null);
             layers[i] = new DecoderLayerWeights
             {
-                AttentionNorm = t.Load(p + "attention_norm.weight"),
+                AttentionNorm = load(p + "attention_norm.weight"),
                 Query = query,
                 Key = key,
                 Value = value,
-                Output = t.Load(p + "attention.wo.weight"),
+                Output = load(p + "attention.wo.weight"),
                 QueryBias = queryBias,
                 KeyBias = keyBias,
                 ValueBias = valueBias,
-                OutputBias = c.OutputBias ? Bias(t, p + "attention.wo.bias") : null,
-                FfnNorm = t.Load(p + "ffn_norm.weight"),
-                Gate = t.Load(p + "feed_forward.w1.weight"),
-                Up = t.Load(p + "feed_forward.w3.weight"),
-                Down = t.Load(p + "feed_forward.w2.weight"),
+                OutputBias = c.OutputBias ? Bias(load, p + "attention.wo.bias") : null,
+                FfnNorm = load(p + "ffn_norm.weight"),
+                Gate = load(p + "feed_forward.w1.weight"),
+                Up = load(p + "feed_forward.w3.weight"),
+                Down = load(p + "feed_forward.w2.weight"),
             };
         }
-        var embedding = t.Load("model.tok_embeddings.weight");
+        var embedding = load("model.tok_embeddings.weight");
         return new DecoderWeights
         {
             Embedding = embedding,
             Layers = layers,
-            FinalNorm = t.Load("model.norm.weight"),
-            Head = c.TieWordEmbeddings ? embedding : t.Load("output.weight"),
+            FinalNorm = load("model.norm.weight"),
+            Head = c.TieWordEmbeddings ? embedding : load("output.weight"),
         };
     }
 
     /// <summary>Biases are tiny; they are widened to F32, which the bias-adding kernels read.</summary>
-    private static Tensor Bias(ISafeTensorsReader t, string name)
+    private static Tensor Bias(Func<string, Tensor> load, string name)
     {
-        var bias = t.Load(name).ToF32();
+        var bias = load(name).ToF32();
         bias.Name = name;
         return bias;
     }

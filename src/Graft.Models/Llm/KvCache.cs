@@ -65,6 +65,17 @@ public sealed class KvCache
     /// <summary>Forgets every token; the buffers are kept.</summary>
     public void Reset() => Length = 0;
 
+    /// <summary>
+    /// Keeps the first <paramref name="length"/> tokens and forgets the rest (the buffers are kept), so a sequence that
+    /// shares them as a prefix continues from there.
+    /// </summary>
+    public void Truncate(int length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, Length);
+        Length = length;
+    }
+
     internal void CheckFits(LlmConfig config, int newTokens)
     {
         if (config.NumLayers != Layers || config.NumKeyValueHeads != KeyValueHeads || config.HeadDim != HeadDim)

@@ -7,11 +7,15 @@ namespace Graft.Models.Tokenization;
 /// map to themselves, the other 68 (controls, space, soft hyphen...) to U+0100 upward, so that a byte-level
 /// token never contains whitespace or control characters.
 /// </summary>
-internal static class ByteLevel
+public static class ByteLevel
 {
-    public static readonly char[] ByteToChar = BuildByteToChar();
+    internal static readonly char[] ByteToChar = BuildByteToChar();
+
+    /// <summary>The stand-in character of each byte value 0..255: the 256 symbols every byte-level vocabulary starts from.</summary>
+    public static IReadOnlyList<char> Alphabet { get; } = Array.AsReadOnly(ByteToChar);
     private static readonly short[] CharToByte = BuildCharToByte();
 
+    /// <summary>The text's UTF-8 bytes as their stand-in characters.</summary>
     public static string Encode(string text)
     {
         int byteCount = Encoding.UTF8.GetByteCount(text);
@@ -24,7 +28,7 @@ internal static class ByteLevel
     }
 
     /// <summary>Appends the bytes a token stands for; a token with a char outside the map (an added token with a space, say) contributes its own UTF-8 bytes, as the reference does.</summary>
-    public static void AppendBytes(string token, List<byte> output)
+    internal static void AppendBytes(string token, List<byte> output)
     {
         foreach (var c in token)
         {

@@ -77,10 +77,20 @@ public sealed class Tokenizer
 
     public static Tokenizer FromFile(string tokenizerJsonPath)
     {
-        using var document = ParseJson(tokenizerJsonPath);
+        using var document = ParseJson(File.ReadAllBytes(tokenizerJsonPath), tokenizerJsonPath);
         var tokenizer = new Tokenizer(new JsonNode(tokenizerJsonPath, "", document.RootElement));
         var config = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(tokenizerJsonPath))!, "tokenizer_config.json");
-        if (File.Exists(config)) tokenizer.ReadConfig(config);
+        if (File.Exists(config)) tokenizer.ReadConfig(File.ReadAllBytes(config), config);
+        return tokenizer;
+    }
+
+    /// <summary>A tokenizer from the text of a tokenizer.json (and of its tokenizer_config.json); <paramref name="source"/> names it in errors.</summary>
+    public static Tokenizer FromJson(string tokenizerJson, string? tokenizerConfigJson = null, string source = "tokenizer.json")
+    {
+        ArgumentNullException.ThrowIfNull(tokenizerJson);
+        using var document = ParseJson(System.Text.Encoding.UTF8.GetBytes(tokenizerJson), source);
+        var tokenizer = new Tokenizer(new JsonNode(source, "", document.RootElement));
+        if (tokenizerConfigJson is not null) tokenizer.ReadConfig(System.Text.Encoding.UTF8.GetBytes(tokenizerConfigJson), source + " (tokenizer_config.json)");
         return tokenizer;
     }
 
@@ -101,30 +111,48 @@ public sealed class Tokenizer
     /// <param name="parseSpecialTokens">Recognise special tokens written in the text; false encodes "&lt;|im_end|&gt;" as plain text.</param>
     public int[] Encode(string text, bool addSpecialTokens = true, bool parseSpecialTokens = true)
     {
-        ArgumentNullException.ThrowIfNull(text);
         var ids = new List<int>();
+        Split(text, parseSpecialTokens, token => ids.Add(token.Id), word => _model.Tokenize(word, ids));
+        if (addSpecialTokens && _postProcessor is not null) ids = _postProcessor.Process(ids);
+        return ids.ToArray();
+    }
+
+    /// <summary>
+    /// The words the BPE model sees, in order, as a trainer counts them (Hugging Face's pre_tokenize_str after the
+    /// normalizer): added tokens are cut out and left out, the rest is normalized and pre-tokenized (byte-level words
+    /// come out in their printable stand-in characters).
+    /// </summary>
+    public List<string> PreTokenize(string text, bool parseSpecialTokens = true)
+    {
+        var words = new List<string>();
+        Split(text, parseSpecialTokens, _ => { }, words.Add);
+        return words;
+    }
+
+    /// <summary>Cuts added tokens out of the raw and the normalized text and pre-tokenizes the rest, in text order.</summary>
+    private void Split(string text, bool parseSpecialTokens, Action<AddedToken> addedToken, Action<string> word)
+    {
+        ArgumentNullException.ThrowIfNull(text);
         var rawSpans = new List<(int Start, int End, AddedToken? Token)>();
         var normalizedSpans = new List<(int Start, int End, AddedToken? Token)>();
         var words = new List<Piece>();
         _rawMatcher.Split(text, parseSpecialTokens, rawSpans);
         foreach (var (start, end, token) in rawSpans)
         {
-            if (token is not null) { ids.Add(token.Id); continue; }
+            if (token is not null) { addedToken(token); continue; }
             var piece = text[start..end];
             var normalized = _normalizer?.Normalize(piece) ?? piece;
             _normalizedMatcher.Split(normalized, parseSpecialTokens, normalizedSpans);
             foreach (var (s, e, t) in normalizedSpans)
             {
-                if (t is not null) { ids.Add(t.Id); continue; }
-                var word = new Piece(normalized[s..e], start == 0 && s == 0);
+                if (t is not null) { addedToken(t); continue; }
+                var whole = new Piece(normalized[s..e], start == 0 && s == 0);
                 words.Clear();
-                if (_preTokenizer is null) words.Add(word);
-                else _preTokenizer.Split(word, words);
-                foreach (var w in words) _model.Tokenize(w.Text, ids);
+                if (_preTokenizer is null) words.Add(whole);
+                else _preTokenizer.Split(whole, words);
+                foreach (var w in words) word(w.Text);
             }
         }
-        if (addSpecialTokens && _postProcessor is not null) ids = _postProcessor.Process(ids);
-        return ids.ToArray();
     }
 
     /// <summary>The text of <paramref name="ids"/>; an id outside the vocabulary is an error.</summary>
@@ -142,11 +170,11 @@ public sealed class Tokenizer
     /// <summary>A decoder fed one id at a time that only ever returns whole characters.</summary>
     public StreamingDecoder CreateStreamingDecoder(bool skipSpecialTokens = false) => new(this, skipSpecialTokens);
 
-    private static JsonDocument ParseJson(string path)
+    private static JsonDocument ParseJson(byte[] json, string path)
     {
         try
         {
-            return JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { MaxDepth = 256 });
+            return JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e)
         {
@@ -154,9 +182,9 @@ public sealed class Tokenizer
         }
     }
 
-    private void ReadConfig(string path)
+    private void ReadConfig(byte[] json, string path)
     {
-        using var document = ParseJson(path);
+        using var document = ParseJson(json, path);
         var root = new JsonNode(path, "", document.RootElement);
         BosToken = TokenName(root.Optional("bos_token"));
         EosToken = TokenName(root.Optional("eos_token"));

@@ -30,15 +30,12 @@ public static unsafe partial class Gemm
         }
         try
         {
-            int threads = (long)n * k < MatVecParallelLimit ? 1 : Environment.ProcessorCount;
-            if (threads == 1)
+            int ranges = MatVecRanges(n, k);
+            if (ranges == 1)
             {
                 MatVecRange(x, pairedX, k, w, 0, n, y, incy, beta);
                 return;
             }
-            // More ranges than threads so a thread slowed by a neighbour does not hold up the rest; each range is
-            // a contiguous run of rows, so every thread streams its part of W front to back.
-            int ranges = threads * 4;
             nint xAddress = (nint)x, pairedAddress = (nint)pairedX, yAddress = (nint)y;
             Parallel.For(0, ranges, r =>
             {
@@ -52,6 +49,13 @@ public static unsafe partial class Gemm
             if (pairedX != null) NativeMemory.AlignedFree(pairedX);
         }
     }
+
+    /// <summary>
+    /// How many ranges the N outputs are split into: one when a single thread streams W faster than two can be woken;
+    /// else more ranges than threads, so a thread slowed by a neighbour does not hold up the rest (each range is a
+    /// contiguous run of rows, so every thread streams its part of W front to back).
+    /// </summary>
+    static int MatVecRanges(int n, int k) => (long)n * k < MatVecParallelLimit ? 1 : Environment.ProcessorCount * 4;
 
     /// <summary>First output of range r of <paramref name="ranges"/>, a multiple of <see cref="Bf16Rows"/> (n for the end).</summary>
     static int RangeStart(int n, int r, int ranges) =>
@@ -151,12 +155,15 @@ public static unsafe partial class Gemm
             s2 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(r2 + p), xv, s2);
             s3 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(r3 + p), xv, s3);
         }
-        float d0 = Sum(s0), d1 = Sum(s1), d2 = Sum(s2), d3 = Sum(s3);
-        for (; p < k; p++)
-        {
-            d0 += x[p] * r0[p]; d1 += x[p] * r1[p]; d2 += x[p] * r2[p]; d3 += x[p] * r3[p];
-        }
-        return (d0, d1, d2, d3);
+        return (TailF32(Sum(s0), x, r0, p, k), TailF32(Sum(s1), x, r1, p, k), TailF32(Sum(s2), x, r2, p, k), TailF32(Sum(s3), x, r3, p, k));
+    }
+
+    /// <summary>sum + x[p]·r[p] for the elements from p past the last whole vector, in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float TailF32(float sum, float* x, float* r, int p, int k)
+    {
+        for (; p < k; p++) sum += x[p] * r[p];
+        return sum;
     }
 
     /// <summary>
@@ -234,8 +241,14 @@ public static unsafe partial class Gemm
             s7 = PairedStep(Avx512F.LoadVector512((uint*)(r7 + p)), even, odd, high, s7);
         }
         var sums = Sum8(s0, s1, s2, s3, s4, s5, s6, s7);
-        if (p == k) return sums;
-        // Past the last whole block the paired x holds x's own elements.
+        return p == k ? sums : sums + Bf16Tail8(pairedX, p, k, w, j);
+    }
+
+    /// <summary>Σ x[p]·W[j+i, p] for i &lt; 8 over the elements from p past the last whole block, where the paired x holds x's own elements.</summary>
+    static Vector256<float> Bf16Tail8(float* pairedX, int p, int k, PanelSource w, int j)
+    {
+        ushort* r0 = (ushort*)w.Address(j, 0), r1 = (ushort*)w.Address(j + 1, 0), r2 = (ushort*)w.Address(j + 2, 0), r3 = (ushort*)w.Address(j + 3, 0);
+        ushort* r4 = (ushort*)w.Address(j + 4, 0), r5 = (ushort*)w.Address(j + 5, 0), r6 = (ushort*)w.Address(j + 6, 0), r7 = (ushort*)w.Address(j + 7, 0);
         float t0 = 0f, t1 = 0f, t2 = 0f, t3 = 0f, t4 = 0f, t5 = 0f, t6 = 0f, t7 = 0f;
         for (; p < k; p++)
         {
@@ -245,7 +258,7 @@ public static unsafe partial class Gemm
             t4 += xp * HalfConvert.Bf16ToFloat(r4[p]); t5 += xp * HalfConvert.Bf16ToFloat(r5[p]);
             t6 += xp * HalfConvert.Bf16ToFloat(r6[p]); t7 += xp * HalfConvert.Bf16ToFloat(r7[p]);
         }
-        return sums + Vector256.Create(t0, t1, t2, t3, t4, t5, t6, t7);
+        return Vector256.Create(t0, t1, t2, t3, t4, t5, t6, t7);
     }
 
     /// <summary>s + (even elements of w) · even + (odd elements of w) · odd, w holding 16 BF16 pairs.</summary>

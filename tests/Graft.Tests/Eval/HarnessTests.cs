@@ -147,14 +147,67 @@ public class HarnessTests
     }
 
     [Fact]
-    public void Progress_bar_redraws_only_when_it_moves()
+    public void Interactive_progress_redraws_in_place_at_most_ten_times_a_second_with_rate_and_time_left()
     {
         var output = new StringWriter();
-        var bar = new ProgressBar(output, width: 4);
+        var clock = new ManualClock();
+        var bar = new ProgressBar(output, interactive: true, width: 4, time: clock);
         bar.Start("mmlu", 100);
-        for (int i = 1; i <= 100; i++) bar.Report(i);
+        string half = "";
+        for (int i = 1; i <= 100; i++)
+        {
+            clock.Advance(TimeSpan.FromMilliseconds(10));
+            bar.Report(i);
+            if (i == 50) half = output.ToString();
+        }
         string text = output.ToString();
-        Assert.Equal(5, text.Count(c => c == '\r'));   // 0/4 .. 4/4 filled
-        Assert.EndsWith("mmlu [####] 100/100" + Environment.NewLine, text);
+        // The start, a redraw each 100 ms (items 10, 20, ..., 90) and the end.
+        Assert.Equal(11, text.Count(c => c == '\r'));
+        Assert.EndsWith("\rmmlu [##--] 50/100  100.0/s  ETA 0:00", half);
+        Assert.EndsWith("\rmmlu [####] 100/100  100.0/s  in 1.0 s" + Environment.NewLine, text);
+        Assert.Single(text.Split('\n'), line => line.Length > 0);
+    }
+
+    [Fact]
+    public void Interactive_progress_gives_minutes_left_and_clears_a_longer_line_it_drew_before()
+    {
+        var output = new StringWriter();
+        var clock = new ManualClock();
+        var bar = new ProgressBar(output, interactive: true, width: 2, time: clock);
+        bar.Start("iit", 1000);
+        clock.Advance(TimeSpan.FromSeconds(2));
+        bar.Report(10);   // 5/s: 990 left take 198 s
+        Assert.EndsWith("iit [--] 10/1000  5.0/s  ETA 3:18", output.ToString());
+        bar.Start("x", 2);
+        Assert.EndsWith("\rx [--] 0/2", output.ToString());
+    }
+
+    [Fact]
+    public void Redirected_progress_writes_one_plain_line_when_a_benchmark_ends()
+    {
+        var output = new StringWriter();
+        var clock = new ManualClock();
+        var bar = new ProgressBar(output, interactive: false, time: clock);
+        bar.Start("mmlu", 100);
+        for (int i = 1; i <= 100; i++)
+        {
+            clock.Advance(TimeSpan.FromMilliseconds(20));
+            bar.Report(i);
+        }
+        Assert.Equal("mmlu: 100/100 in 2.0 s (50.0/s)" + Environment.NewLine, output.ToString());
+        bar.Start("empty", 0);
+        Assert.EndsWith("empty: 0/0 in 0.0 s (0.0/s)" + Environment.NewLine, output.ToString());
+    }
+
+    /// <summary>A clock that moves only when told.</summary>
+    private sealed class ManualClock : TimeProvider
+    {
+        private long _ticks;
+
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+        public override long GetTimestamp() => _ticks;
+
+        public void Advance(TimeSpan by) => _ticks += by.Ticks;
     }
 }

@@ -60,6 +60,8 @@ public class LetterScoringTests
 
         var scores = scorer.LogLikelihoods(EvalPrompt.TextOnly(prompt), [" A", " B"]);
         Assert.Equal(2, scorer.Forwards);
+        // The second candidate continues from the first one's prompt in the cache: only its last three positions run.
+        Assert.Equal(2 * (tokenizer.Encode(prompt).Length + 2) - (tokenizer.Encode(prompt).Length - 1), scorer.TokensRun);
         for (int i = 0; i < 2; i++)
         {
             var ids = tokenizer.Encode(prompt + " " + (char)('A' + i));

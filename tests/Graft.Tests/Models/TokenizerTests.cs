@@ -279,4 +279,25 @@ public sealed class TokenizerTests
             Assert.Equal(megabyte, tokenizer.Decode(ids));
         }
     }
+
+    [Fact]
+    public void Pre_tokenized_words_are_what_the_model_merges_and_added_tokens_are_left_out()
+    {
+        var tokenizer = Load("qwen2_style");
+        Assert.Equal(["Hello", ",", "Ġworld", "Ġ", "1", "2", "3", "Ċ"], tokenizer.PreTokenize("Hello, world 123\n"));
+        Assert.Equal(["hi", "Ġthere"], tokenizer.PreTokenize("hi<|im_end|> there"));
+    }
+
+    [Fact]
+    public void From_json_text_equals_from_folder()
+    {
+        string folder = Folder("qwen2_style");
+        var fromJson = Tokenizer.FromJson(File.ReadAllText(Path.Combine(folder, "tokenizer.json")), File.ReadAllText(Path.Combine(folder, "tokenizer_config.json")));
+        var fromFolder = Load("qwen2_style");
+        Assert.Equal(fromFolder.Encode("Graft <|im_start|>user é 42"), fromJson.Encode("Graft <|im_start|>user é 42"));
+        Assert.Equal(fromFolder.ChatTemplate, fromJson.ChatTemplate);
+        Assert.Equal(fromFolder.EosToken, fromJson.EosToken);
+        var error = Assert.Throws<TokenizerFormatException>(() => Tokenizer.FromJson("{", source: "inline.json"));
+        Assert.Contains("inline.json", error.Message);
+    }
 }

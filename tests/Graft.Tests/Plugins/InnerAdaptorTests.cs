@@ -19,7 +19,7 @@ public class InnerAdaptorTests
     /// <summary>An IAA whose every weight is random and non-zero (not its initialisation), so nothing passes by being zero.</summary>
     private static InnerAdaptor RandomIaa(DecoderModel model, int seed, bool ownHead = false, IReadOnlyList<int>? insertAfter = null)
     {
-        var iaa = InnerAdaptor.Create(model, PluginFixtures.Vision(), new InnerAdaptorOptions { Seed = seed, OwnHead = ownHead, InsertAfter = insertAfter });
+        var iaa = InnerAdaptor.Create(model, PluginFixtures.Vision(), new InnerAdaptorOptions { Seed = seed, OwnEmbedding = ownHead, OwnNorm = ownHead, OwnHead = ownHead, InsertAfter = insertAfter });
         var random = new Random(seed + 1000);
         foreach (var p in iaa.Parameters)
         {
@@ -112,7 +112,7 @@ public class InnerAdaptorTests
     }
 
     /// <summary>
-    /// With own_head, the copies are F32 widenings of the base's tensors: logits equal the base's to 1e-6 (bit for bit where
+    /// With an own embedding, norm and head, the copies are F32 widenings of the base's tensors: logits equal the base's to 1e-6 (bit for bit where
     /// the base is F32, as Qwen2's; a BF16/F16 head goes through another GEMM path than its F32 copy).
     /// </summary>
     [Theory]
@@ -120,7 +120,7 @@ public class InnerAdaptorTests
     public void At_initialisation_with_its_own_head_the_stream_matches_the_base_to_1e6(string family)
     {
         using var model = DecoderModel.Load(PluginFixtures.ModelFolder(family));
-        var iaa = InnerAdaptor.Create(model, PluginFixtures.Vision(), new InnerAdaptorOptions { Seed = 3, OwnHead = true });
+        var iaa = InnerAdaptor.Create(model, PluginFixtures.Vision(), new InnerAdaptorOptions { Seed = 3, OwnEmbedding = true, OwnNorm = true, OwnHead = true });
         using var _ = Autograd.NoGrad();
         var input = iaa.Prepare(WithImage());
         var expected = model.ForwardEmbeddings(input.Embeddings);
@@ -177,7 +177,10 @@ public class InnerAdaptorTests
         using var golden = GoldenCase.Open("plugins_iaa", name);
         using var model = DecoderModel.Load(PluginFixtures.ModelFolder("qwen2"));
         var insertAfter = golden.Args.GetProperty("insert_after").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-        var iaa = InnerAdaptor.Create(model, PluginFixtures.Vision(), new InnerAdaptorOptions { InsertAfter = insertAfter, OwnHead = golden.Bool("own_head") });
+        var iaa = InnerAdaptor.Create(model, PluginFixtures.Vision(), new InnerAdaptorOptions
+        {
+            InsertAfter = insertAfter, OwnEmbedding = golden.Bool("own_head"), OwnNorm = golden.Bool("own_head"), OwnHead = golden.Bool("own_head"),
+        });
         foreach (var p in iaa.Parameters)
             if (golden.Has("in." + p.Name)) golden.Input(p.Name).Span.CopyTo(p.Tensor.Span);
 
@@ -238,12 +241,38 @@ public class InnerAdaptorTests
         Assert.Equal(ownHead ? 3 : 2, manifest.TensorParts!.Count);
         var loaded = Assert.IsType<InnerAdaptor>(PluginFile.Load(folder.Sub("iaa.graft"), model, PluginFixtures.Vision()));
         Assert.Equal([1, 2], loaded.InsertAfter);
-        Assert.Equal(ownHead, loaded.HasOwnHead);
+        Assert.Equal([ownHead, ownHead, ownHead], new[] { loaded.HasOwnEmbedding, loaded.HasOwnNorm, loaded.HasOwnHead });
         Assert.Equal(iaa.Parameters.Select(p => p.Name), loaded.Parameters.Select(p => p.Name));
         using var _ = Autograd.NoGrad();
         var a = iaa.Prepare(WithImage());
         var b = loaded.Prepare(WithImage());
         Assert.Equal(PluginFixtures.Bits(model.ForwardEmbeddings(a.Embeddings, hooks: a.Hooks)), PluginFixtures.Bits(model.ForwardEmbeddings(b.Embeddings, hooks: b.Hooks)));
+    }
+
+    /// <summary>
+    /// Each own part alone, on a tied base (Qwen2) and an untied one (Llama): the tensors it adds, saved and loaded as
+    /// chosen, and a stream at initialisation equal to the base's within 1e-6 (the copies hold the base's values).
+    /// </summary>
+    [Theory]
+    [InlineData("qwen2", true, false, false, "model.embed_tokens_condition.weight")]
+    [InlineData("qwen2", false, true, false, "model.norm_condition.weight")]
+    [InlineData("qwen2", false, false, true, "lm_head_condition.weight")]
+    [InlineData("qwen2", true, false, true, "model.embed_tokens_condition.weight")]
+    [InlineData("llama", true, false, true, "model.embed_tokens_condition.weight,lm_head_condition.weight")]
+    [InlineData("llama", false, true, true, "model.norm_condition.weight,lm_head_condition.weight")]
+    public void Own_embedding_norm_and_head_are_chosen_one_by_one(string family, bool embedding, bool norm, bool head, string tensors)
+    {
+        using var model = DecoderModel.Load(PluginFixtures.ModelFolder(family));
+        var iaa = InnerAdaptor.Create(model, PluginFixtures.Vision(), new InnerAdaptorOptions { Seed = 2, OwnEmbedding = embedding, OwnNorm = norm, OwnHead = head });
+        Assert.Equal(tensors.Split(','), iaa.Parameters.Where(p => p.Part == InnerAdaptor.HeadPart).Select(p => p.Name));
+        using var folder = new TempFolder();
+        var manifest = PluginFile.Save(iaa, folder.Sub("iaa.graft"));
+        Assert.Equal([embedding, norm, head], new[] { "own_embedding", "own_norm", "own_head" }.Select(f => manifest.HyperParameter<bool>(f, "test")));
+        var loaded = Assert.IsType<InnerAdaptor>(PluginFile.Load(folder.Sub("iaa.graft"), model, PluginFixtures.Vision()));
+        Assert.Equal([embedding, norm, head], new[] { loaded.HasOwnEmbedding, loaded.HasOwnNorm, loaded.HasOwnHead });
+        using var _ = Autograd.NoGrad();
+        var input = loaded.Prepare(WithImage());
+        TensorAssert.Close(model.ForwardEmbeddings(input.Embeddings), model.ForwardEmbeddings(input.Embeddings, hooks: input.Hooks), rtol: 1e-6f, atol: 1e-6f, what: tensors);
     }
 
     [Fact]
@@ -291,7 +320,7 @@ public class InnerAdaptorTests
         using var temp = new TempFolder();
         string folder = temp.Sub("iaa.graft");
         var output = new StringWriter();
-        Assert.Equal(0, PluginCommand.RunNew(InnerAdaptor.DesignName, PluginFixtures.ModelFolder("llama"), null, folder, 3, "projector", output));
+        Assert.Equal(0, PluginCommand.RunNew(new PluginNewSettings(InnerAdaptor.DesignName, PluginFixtures.ModelFolder("llama"), null, folder) { Seed = 3 }, output));
         Assert.Contains("wrote untrained inner-adaptor plug-in to", output.ToString());
         using var model = DecoderModel.Load(PluginFixtures.ModelFolder("llama"));
         var loaded = Assert.IsType<InnerAdaptor>(PluginFile.Load(folder, model));

@@ -1,12 +1,17 @@
 using System.CommandLine;
 using Graft.Cli;
 using Graft.Models.Generation;
+using Graft.Models.Imaging;
+using Graft.Models.Llm;
 using Graft.Models.Tokenization;
+using Graft.Plugins;
+using Graft.Tensors;
+using Graft.Tensors.SafeTensors;
 using Graft.Tests.Support;
 
 namespace Graft.Tests.Plugins;
 
-/// <summary>`graft generate|chat --plugin [--image] [--vision]` on the tiny qwen2 base with a byte-level tokenizer beside it.</summary>
+/// <summary>`graft generate|chat|logits --plugin [--image] [--vision]` on the tiny qwen2 base with a byte-level tokenizer beside it.</summary>
 public sealed class WiringCliTests : IDisposable
 {
     // Byte-level pieces with no merges, so every id is inside the tiny base's vocabulary of 384.
@@ -31,7 +36,7 @@ public sealed class WiringCliTests : IDisposable
     public void Dispose() => _temp.Dispose();
 
     private static (int Code, string Output, string Error) Invoke(string? input, params string[] args) =>
-        CliRunner.Run([GenerateCommand.Create(DecoderSequenceModel.Load), ChatCommand.Create(DecoderSequenceModel.Load, () => new StringReader(input ?? "")), PluginCommand.Create()], args);
+        CliRunner.Run([GenerateCommand.Create(DecoderSequenceModel.Load), ChatCommand.Create(DecoderSequenceModel.Load, () => new StringReader(input ?? "")), PluginCommand.Create(), LogitsCommand.Create()], args);
 
     private string NewPlugin(string name, string? vision = null)
     {
@@ -139,6 +144,105 @@ public sealed class WiringCliTests : IDisposable
         Assert.Equal(0, code);
         Assert.Contains("missing.png", error);
         Assert.DoesNotContain("attached", output);
+    }
+
+    public static TheoryData<string, string[]> EveryDesign => new()
+    {
+        { Bridge.DesignName, [] },
+        { Mma.DesignName, [] },
+        { InnerAdaptor.DesignName, ["--own-norm"] },
+        { Wings.DesignName, [] },
+        { VisualExperts.DesignName, ["--attention-experts"] },
+    };
+
+    /// <summary>
+    /// Each design end to end from the command line, with weights made random and non-zero after `plugin new` (so no part
+    /// passes by starting as the identity): `generate` without an image prints exactly what the base prints; with one it
+    /// prints the greedy tokens that recomputing the whole sequence through the library's host gives at every step (no
+    /// cache), after a prompt of the length the design lays out; `chat` answers as `generate`; `logits` writes the host's
+    /// logits with the image and the base's bytes without.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(EveryDesign))]
+    public void Every_design_generates_chats_and_writes_logits_from_the_cli(string design, string[] options)
+    {
+        string plugin = _temp.Sub(design + ".graft");
+        var (code, _, error) = Invoke(null, ["plugin", "new", "--design", design, "--base", _model, "--out", plugin, "--seed", "3", .. options]);
+        Assert.True(code == 0, error);
+        using (var model = DecoderModel.Load(_model))
+        {
+            var vision = VisionFrontEnds.ForPlugin(PluginFile.ReadManifest(plugin), plugin, null);
+            var loaded = PluginFile.Load(plugin, model, vision);
+            var random = new Random(17);
+            foreach (var p in loaded.Parameters)
+            {
+                var span = p.Tensor.Span;
+                for (int i = 0; i < span.Length; i++) span[i] += (float)(random.NextDouble() * 2 - 1) * 0.1f + (random.Next(2) == 0 ? -0.01f : 0.01f);
+            }
+            PluginFile.Save(loaded, plugin);
+        }
+
+        var alone = Invoke(null, "generate", "--model", _model, "--prompt", Prompt, "--max-tokens", "6");
+        var textOnly = Invoke(null, "generate", "--model", _model, "--plugin", plugin, "--prompt", Prompt, "--max-tokens", "6");
+        Assert.True(alone.Code == 0 && textOnly.Code == 0, alone.Error + textOnly.Error);
+        Assert.Equal(alone.Output, textOnly.Output);
+
+        const int steps = 6;
+        var (expectedText, promptLength) = GreedyByRecomputation(plugin, steps);
+        var generated = Invoke(null, "generate", "--model", _model, "--plugin", plugin, "--image", _image, "--prompt", Prompt, "--max-tokens", steps.ToString(), "--temperature", "0");
+        Assert.True(generated.Code == 0, generated.Error);
+        Assert.Equal(expectedText + "\n", generated.Output.ReplaceLineEndings("\n"));
+        Assert.Contains($"[{promptLength} prompt + ", generated.Error);
+
+        var chat = Invoke($"/image {_image}\n{Prompt}\n/exit\n", "chat", "--model", _model, "--plugin", plugin, "--template", "llama2");
+        Assert.True(chat.Code == 0, chat.Error);
+        var answer = Invoke(null, "generate", "--model", _model, "--plugin", plugin, "--image", _image, "--prompt", Prompt, "--template", "llama2", "--max-tokens", "1024");
+        Assert.True(answer.Code == 0, answer.Error);
+        Assert.Equal(answer.Output.ReplaceLineEndings("\n").TrimEnd('\n'), chat.Output.ReplaceLineEndings("\n").Split("> ")[2].TrimEnd('\n'));
+
+        (code, _, error) = Invoke(null, "logits", "--model", _model, "--plugin", plugin, "--image", _image, "--ids", "5,image,42,9", "--out", _temp.Sub(design + ".safetensors"));
+        Assert.True(code == 0, error);
+        (code, _, error) = Invoke(null, "logits", "--model", _model, "--plugin", plugin, "--ids", "5,42,9", "--out", _temp.Sub(design + "-text.safetensors"));
+        Assert.True(code == 0, error);
+        (code, _, error) = Invoke(null, "logits", "--model", _model, "--ids", "5,42,9", "--out", _temp.Sub(design + "-base.safetensors"));
+        Assert.True(code == 0, error);
+        Assert.Equal(File.ReadAllBytes(_temp.Sub(design + "-base.safetensors")), File.ReadAllBytes(_temp.Sub(design + "-text.safetensors")));
+        using var model2 = DecoderModel.Load(_model);
+        var host = new PluginHost(model2);
+        host.Attach("p", PluginFile.Load(plugin, model2, VisionFrontEnds.ForPlugin(PluginFile.ReadManifest(plugin), plugin, null)));
+        var logits = host.Forward("p", new MultimodalPrompt([new TextPart([5]), new ImagePart(ImageDecoder.Load(_image)), new TextPart([42, 9])]));
+        using var written = SafeTensorsFile.Open(_temp.Sub(design + ".safetensors"));
+        Assert.Equal(PluginFixtures.Bits(logits), PluginFixtures.Bits(Tensor.FromArray(written.ReadFloats("logits"), logits.Shape)));
+    }
+
+    /// <summary>
+    /// The completion `generate --image` should print: the prompt laid out as the CLI does ("&lt;image&gt;\n" before the text),
+    /// then greedy tokens, each from a forward over the whole sequence so far through a host (no cache); and the
+    /// prepared prompt's length.
+    /// </summary>
+    private (string Text, int PromptLength) GreedyByRecomputation(string pluginFolder, int steps)
+    {
+        using var model = DecoderModel.Load(_model);
+        var tokenizer = Tokenizer.FromFolder(_model);
+        var plugin = PluginFile.Load(pluginFolder, model, VisionFrontEnds.ForPlugin(PluginFile.ReadManifest(pluginFolder), pluginFolder, null));
+        var host = new PluginHost(model);
+        host.Attach("p", plugin);
+        var eos = GenerationConfig.FromFolder(_model).EosTokenIds;
+        var head = tokenizer.Encode("", addSpecialTokens: true);
+        List<PromptPart> parts = head.Length > 0 ? [new TextPart(head)] : [];
+        parts.Add(new ImagePart(ImageDecoder.Load(_image)));
+        var text = tokenizer.Encode("\n" + Prompt, addSpecialTokens: false);
+        int promptLength;
+        using (Autograd.NoGrad()) promptLength = plugin.Prepare(new MultimodalPrompt([.. parts, new TextPart(text)])).Length;
+        var tokens = new List<int>();
+        for (int step = 0; step < steps; step++)
+        {
+            var logits = host.Forward("p", new MultimodalPrompt([.. parts, new TextPart([.. text, .. tokens])]), lastPositionOnly: true);
+            int next = System.Numerics.Tensors.TensorPrimitives.IndexOfMax(logits.ToArray());
+            if (eos.Contains(next)) break;
+            tokens.Add(next);
+        }
+        return (tokenizer.Decode(tokens.ToArray(), skipSpecialTokens: true), promptLength);
     }
 
     /// <summary>"[P prompt + C completion tokens, finish: F" of a summary line, without the speed.</summary>

@@ -107,6 +107,43 @@ public sealed record ImageProcessorConfig
         return width <= height ? (newLong, shortest) : (shortest, newLong);
     }
 
+    /// <summary>
+    /// The keys of this configuration's preprocessor_config.json, sorted, as transformers writes a CLIPImageProcessor or
+    /// SiglipImageProcessor; <see cref="Parse"/> reads them back to an equal configuration. InternVL's hard-wired
+    /// steps and LLaVA's pad-to-square have no keys there and are refused.
+    /// </summary>
+    public SortedDictionary<string, object?> HuggingFaceKeys()
+    {
+        if (ProcessorType is not (ClipType or SiglipType))
+            throw new InvalidOperationException($"{ProcessorType} preprocessing has no preprocessor_config.json form (CLIPImageProcessor and SiglipImageProcessor do)");
+        if (PadToSquare) throw new InvalidOperationException("pad-to-square is LLaVA's own step and has no preprocessor_config.json key");
+        if (RescaleArithmetic != RescaleArithmetic.NumpyFloat64Multiply)
+            throw new InvalidOperationException("torchvision's float32 rescale has no preprocessor_config.json key");
+        var keys = new SortedDictionary<string, object?>(StringComparer.Ordinal)
+        {
+            ["do_convert_rgb"] = DoConvertRgb,
+            ["do_normalize"] = DoNormalize,
+            ["do_rescale"] = DoRescale,
+            ["do_resize"] = DoResize,
+            ["image_mean"] = ImageMean,
+            ["image_processor_type"] = ProcessorType,
+            ["image_std"] = ImageStd,
+            ["resample"] = (int)Resample,
+            ["rescale_factor"] = RescaleFactor,
+            ["size"] = ShortestEdge is int shortest
+                ? new Dictionary<string, object?> { ["shortest_edge"] = shortest }
+                : new Dictionary<string, object?> { ["height"] = ResizeHeight, ["width"] = ResizeWidth },
+        };
+        if (ProcessorType == ClipType)
+        {
+            keys["do_center_crop"] = DoCenterCrop;
+            keys["crop_size"] = new Dictionary<string, object?> { ["height"] = CropHeight, ["width"] = CropWidth };
+        }
+        else if (ShortestEdge is not null) throw new InvalidOperationException("SiglipImageProcessor resizes to a fixed height and width, not a shortest edge");
+        else if (DoCenterCrop) throw new InvalidOperationException("SiglipImageProcessor does not center-crop");
+        return keys;
+    }
+
     public static ImageProcessorConfig Load(string path) =>
         Parse(File.ReadAllText(path), Path.GetFileName(path));
 
