@@ -66,9 +66,7 @@ public sealed record PluginNewSettings(string Design, string BaseFolder, string?
         var mma = Design == Mma.DesignName ? ReadMmaOptions(model.Config.HiddenSize) : null;
         var iaa = Design == InnerAdaptor.DesignName ? ReadIaaOptions(model.Config.NumLayers) : null;
         var wings = Design == Wings.DesignName ? ReadWingsOptions() : null;
-        string spec = Vision ?? PluginNewOptions.DefaultVision;
-        bool isFolder = !spec.StartsWith(PatchPixelsFrontEnd.KindName, StringComparison.Ordinal);
-        vision = mma is not null && isFolder ? MmaVision(spec) : FrontEndFor(spec, isFolder);
+        vision = FrontEnd();
         try
         {
             return Design switch
@@ -85,6 +83,24 @@ public sealed record PluginNewSettings(string Design, string BaseFolder, string?
             vision = null;
             throw;
         }
+    }
+
+    /// <summary>
+    /// The vision front end a new plug-in of <see cref="Design"/> reads, as `plugin new` builds it (`graft train` trains on
+    /// the same): a tower read at <see cref="FeatureLayer"/>, MMA's CLIP tower with its ViT adapters, or patch-pixels; null for
+    /// Visual Experts. The caller disposes it.
+    /// </summary>
+    public IVisionFrontEnd? CreateFrontEnd()
+    {
+        CheckApplicable();
+        return Design == VisualExperts.DesignName ? null : FrontEnd();
+    }
+
+    private IVisionFrontEnd FrontEnd()
+    {
+        string spec = Vision ?? PluginNewOptions.DefaultVision;
+        bool isFolder = !spec.StartsWith(PatchPixelsFrontEnd.KindName, StringComparison.Ordinal);
+        return Design == Mma.DesignName && isFolder ? MmaVision(spec) : FrontEndFor(spec, isFolder);
     }
 
     /// <summary>Each given option against the designs it belongs to.</summary>
@@ -268,8 +284,8 @@ internal sealed class PluginNewOptions
     private readonly Option<string?> _preset = new("--preset") { Description = $"inner-adaptor: {InnerAdaptor.Iaa14} (default) or {InnerAdaptor.Iaa8}, scaled to the base's depth" };
     private readonly Option<string?> _layers = new("--layers") { Description = "inner-adaptor: the frozen layers to insert after, e.g. 0,5,11 (instead of a preset)" };
     private readonly Option<bool> _ownEmbedding = new("--own-embedding") { Description = "inner-adaptor: the multimodal stream trains its own copy of the token embedding" };
-    private readonly Option<bool> _ownNorm = new("--own-norm") { Description = "inner-adaptor: ... its own copy of the final norm" };
-    private readonly Option<bool> _ownHead = new("--own-head") { Description = "inner-adaptor: ... its own copy of the LM head" };
+    private readonly Option<bool> _ownNorm = new("--own-norm") { Description = "inner-adaptor: the multimodal stream trains its own copy of the final norm" };
+    private readonly Option<bool> _ownHead = new("--own-head") { Description = "inner-adaptor: the multimodal stream trains its own copy of the LM head" };
     private readonly Option<int?> _rank = new("--rank") { Description = "wings: LoRRA rank r (the paper's 64 at d = 4096; default max(4, d / 64))" };
     private readonly Option<string?> _router = new("--router") { Description = "wings: the router's input, image-text-mass (default) or attention-row (the original)" };
     private readonly Option<int?> _routerRowLength = new("--router-row-length") { Description = "wings: key positions the attention-row router reads (the original's 4096)" };
