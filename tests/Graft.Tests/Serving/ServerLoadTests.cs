@@ -151,13 +151,13 @@ public sealed class ServerLoadTests(ServingFixture fixture)
     [Fact]
     public async Task The_request_time_limit_ends_running_and_waiting_requests()
     {
-        await using var engine = fixture.Engine(new ServingOptions { MaxBatch = 1, ContextLength = 8192, RequestTimeout = TimeSpan.FromMilliseconds(400) });
+        await using var engine = fixture.Engine(new ServingOptions { MaxBatch = 1, ContextLength = 8192, RequestTimeout = TimeSpan.FromSeconds(1) });
         await using var server = await ChatServer.StartAsync(engine);
         using var http = new HttpClient { BaseAddress = server.Address };
         var streamed = http.PostAsync("v1/chat/completions", Json(Body(ServingFixture.Base, "long", 8000, stream: true)));
         await Until(() => engine.Running == 1);
         using var waited = await http.PostAsync("v1/chat/completions", Json(Body(ServingFixture.Base, "queued", 8000)));
-        await ServerTests.AssertError(waited, HttpStatusCode.RequestTimeout, "timeout_error", null, "request_timeout", "limit of 0.4 s");
+        await ServerTests.AssertError(waited, HttpStatusCode.RequestTimeout, "timeout_error", null, "request_timeout", "limit of 1 s");
 
         using var stream = await streamed;
         var text = await stream.Content.ReadAsStringAsync();
