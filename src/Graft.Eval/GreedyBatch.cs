@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using Graft.Models.Generation;
 using Graft.Models.Tokenization;
 
@@ -12,8 +11,8 @@ internal sealed record GreedySequence(ISequenceState State, int[] Prompt, int Ro
 /// running sequences take their decode steps together (<see cref="SequenceBatch.Step"/>: one pass over the weights for
 /// all of them), and a finished sequence's place goes to the next prompt. Each row of a batched step is bit for bit that
 /// sequence's step alone, so a completion does not depend on its neighbours: the text is what decoding it alone gives.
-/// A sequence ends at an end-of-sequence token (not part of the text), when its text holds the stop string (cut before
-/// it), or after <see cref="GreedySequence.Room"/> tokens.
+/// Each sequence is a greedy <see cref="Completion"/>: it ends at an end-of-sequence token (not part of the text), when
+/// its text holds the stop string (cut before it), or after <see cref="GreedySequence.Room"/> tokens.
 /// </summary>
 internal static class GreedyBatch
 {
@@ -24,62 +23,37 @@ internal static class GreedyBatch
     public static string[] Run(int count, Func<int, GreedySequence> open, Tokenizer tokenizer, IReadOnlySet<int> eos, Action<int>? completed)
     {
         var answers = new string[count];
-        var running = new List<Running>(Width);
+        var running = new List<(int Index, GreedySequence Sequence, Completion Completion)>(Width);
         int next = 0, done = 0;
-        void Finish(Running sequence)
+        void RemoveFinished()
         {
-            sequence.Sequence.State.Dispose();
-            answers[sequence.Index] = sequence.Text;
-            completed?.Invoke(++done);
+            for (int i = running.Count - 1; i >= 0; i--)
+            {
+                if (!running[i].Completion.IsFinished) continue;
+                running[i].Sequence.State.Dispose();
+                answers[running[i].Index] = running[i].Completion.Result!.Text;
+                completed?.Invoke(++done);
+                running.RemoveAt(i);
+            }
         }
         while (next < count || running.Count > 0)
         {
+            RemoveFinished();
             while (running.Count < Width && next < count)
             {
-                var sequence = new Running(next, open(next));
-                next++;
-                if (sequence.Take(TensorPrimitives.IndexOfMax(sequence.Sequence.State.Append(sequence.Sequence.Prompt)), tokenizer, eos)) running.Add(sequence);
-                else Finish(sequence);
+                var sequence = open(next);
+                var logits = sequence.State.Append(sequence.Prompt).ToArray();
+                var options = new SamplingOptions { Temperature = 0f, MaxTokens = sequence.Room, StopStrings = sequence.Stop is { } stop ? [stop] : [] };
+                var completion = new Completion(tokenizer, eos, options, logits.Length, sequence.Prompt.Length + sequence.Room, sequence.Prompt);
+                running.Add((next++, sequence, completion));
+                completion.Step(logits);
             }
+            RemoveFinished();
             if (running.Count == 0) continue;
-            var logits = SequenceBatch.Step(running.Select(s => s.Sequence.State).ToArray(), running.Select(s => s.Token).ToArray());   // [B, V]
-            int vocabulary = logits.Shape[1];
-            var stepped = running.ToArray();
-            running.Clear();
-            for (int b = 0; b < stepped.Length; b++)
-            {
-                if (stepped[b].Take(TensorPrimitives.IndexOfMax(logits.Span.Slice(b * vocabulary, vocabulary)), tokenizer, eos)) running.Add(stepped[b]);
-                else Finish(stepped[b]);
-            }
+            var step = SequenceBatch.Step(running.Select(s => s.Sequence.State).ToArray(), running.Select(s => s.Completion.NextToken).ToArray());   // [B, V]
+            int vocabulary = step.Shape[1];
+            for (int b = 0; b < running.Count; b++) running[b].Completion.Step(step.Span.Slice(b * vocabulary, vocabulary));
         }
         return answers;
-    }
-
-    private sealed class Running(int index, GreedySequence sequence)
-    {
-        private readonly List<int> _generated = [];
-
-        public int Index { get; } = index;
-        public GreedySequence Sequence { get; } = sequence;
-        public string Text { get; private set; } = "";
-
-        /// <summary>The token to append at the next step.</summary>
-        public int Token { get; private set; }
-
-        /// <summary>Takes the greedy token; whether the sequence goes on (that token then appended at the next step).</summary>
-        public bool Take(int token, Tokenizer tokenizer, IReadOnlySet<int> eos)
-        {
-            if (eos.Contains(token)) return false;
-            _generated.Add(token);
-            // Ids the tokenizer has no token for (padding rows of a larger embedding) add no text.
-            Text = tokenizer.Decode(_generated.Where(id => tokenizer.IdToToken(id) is not null).ToArray(), skipSpecialTokens: true);
-            if (Sequence.Stop is { } stop && Text.IndexOf(stop, StringComparison.Ordinal) is var at and >= 0)
-            {
-                Text = Text[..at];
-                return false;
-            }
-            Token = token;
-            return _generated.Count < Sequence.Room;
-        }
     }
 }
