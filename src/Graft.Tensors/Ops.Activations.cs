@@ -28,18 +28,19 @@ public static partial class Ops
         return Autograd.Record(y, "swiglu", [gate, up], gy =>
         {
             var g = gy.Span;
-            var scratch = new float[g.Length];
             if (gate.RequiresGrad)
             {
-                TensorPrimitives.Multiply(g, up.Span, scratch);
-                Activations.SiluBackward(gate.Span, scratch, scratch);
-                Accumulate(gate, scratch);
+                var dGate = new float[g.Length];
+                TensorPrimitives.Multiply(g, up.Span, dGate);
+                Activations.SiluBackward(gate.Span, dGate, dGate);
+                AccumulateOwned(gate, dGate);
             }
             if (up.RequiresGrad)
             {
-                Activations.Silu(gate.Span, scratch);
-                TensorPrimitives.Multiply(scratch, g, scratch);
-                Accumulate(up, scratch);
+                var dUp = new float[g.Length];
+                Activations.Silu(gate.Span, dUp);
+                TensorPrimitives.Multiply(dUp, g, dUp);
+                AccumulateOwned(up, dUp);
             }
         });
     }
@@ -60,7 +61,7 @@ public static partial class Ops
             var probabilities = y.Span;
             for (int offset = 0; offset < dx.Length; offset += c)
                 Kernels.Softmax.RowBackward(probabilities.Slice(offset, c), g.Slice(offset, c), dx.AsSpan(offset, c));
-            Accumulate(x, dx);
+            AccumulateOwned(x, dx);
         });
     }
 
@@ -77,7 +78,7 @@ public static partial class Ops
         {
             var dx = new float[x.Length];
             backward(x.Span, gy.Span, dx);
-            Accumulate(x, dx);
+            AccumulateOwned(x, dx);
         });
     }
 

@@ -33,7 +33,7 @@ public static partial class Ops
         var y = Broadcast(a, b, "sub", TensorPrimitives.Subtract, out int inner);
         return Autograd.Record(y, "sub", [a, b], gy =>
         {
-            Accumulate(a, gy.Span);
+            AccumulateUpstream(a, gy);
             if (b.RequiresGrad)
             {
                 var db = b.GradientBuffer();

@@ -140,7 +140,7 @@ public static partial class Ops
         {
             var back = new float[x.Length];
             SwapAxes(gy.Span, back, outer, d1, mid, d0, inner);
-            Accumulate(x, back);
+            AccumulateOwned(x, back);
         });
     }
 

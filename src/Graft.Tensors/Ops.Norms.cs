@@ -21,7 +21,7 @@ public static partial class Ops
             var dx = x.RequiresGrad ? new float[x.Length] : [];
             var dw = weight.RequiresGrad ? weight.GradientBuffer() : [];
             Normalization.RmsNormBackward(x.Span, w, rstd, gy.Span, dx, dw, new float[c]);
-            if (x.RequiresGrad) Accumulate(x, dx);
+            if (x.RequiresGrad) AccumulateOwned(x, dx);
         });
     }
 
@@ -45,7 +45,7 @@ public static partial class Ops
             var dw = weight.RequiresGrad ? weight.GradientBuffer() : [];
             var db = bias is not null && bias.RequiresGrad ? bias.GradientBuffer() : [];
             Normalization.LayerNormBackward(x.Span, w, mean, rstd, gy.Span, dx, dw, db, new float[2 * c]);
-            if (x.RequiresGrad) Accumulate(x, dx);
+            if (x.RequiresGrad) AccumulateOwned(x, dx);
         });
     }
 

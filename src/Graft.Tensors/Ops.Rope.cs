@@ -28,7 +28,7 @@ public static partial class Ops
             if (!x.RequiresGrad) return;
             var dx = new float[x.Length];
             Kernels.Rope.Rotate(gy.Span, dx, cos, sin, heads, headDim, half, inverse: true);
-            Accumulate(x, dx);
+            AccumulateOwned(x, dx);
         });
     }
 }

@@ -70,7 +70,7 @@ public static partial class Ops
         {
             var back = new float[x.Length];
             ShufflePixels(back, gy.Span, batch, height, width, channels, factor, toShuffled: false);
-            Accumulate(x, back);
+            AccumulateOwned(x, back);
         });
     }
 

@@ -25,7 +25,7 @@ public static partial class Ops
         }
         if (Tensor.ShapeLength(shape) != x.Length) throw new ArgumentException($"cannot reshape {x.ShapeString} to [{string.Join(", ", shape)}]");
         var y = x.ViewAs(shape);
-        return Autograd.Record(y, "reshape", [x], gy => Accumulate(x, gy.Span));
+        return Autograd.Record(y, "reshape", [x], gy => AccumulateUpstream(x, gy));
     }
 
     /// <summary>y = a + b, with b of a's shape or a trailing part of it (a bias).</summary>
@@ -34,7 +34,7 @@ public static partial class Ops
         var y = Broadcast(a, b, "add", TensorPrimitives.Add, out int inner);
         return Autograd.Record(y, "add", [a, b], gy =>
         {
-            Accumulate(a, gy.Span);
+            AccumulateUpstream(a, gy);
             if (b.RequiresGrad) AccumulateRowSums(b.GradientBuffer(), gy.Span, inner);
         });
     }
@@ -173,6 +173,28 @@ public static partial class Ops
         if (!x.RequiresGrad) return;
         var buffer = x.GradientBuffer();
         TensorPrimitives.Add(buffer, gradient, buffer);
+    }
+
+    /// <summary>
+    /// Adds a gradient the backward pass computed into an array of its own: when x has no gradient yet the array becomes
+    /// it (no zeroed buffer, no add; the same bits as adding to zeros). The caller must not touch the array afterwards.
+    /// </summary>
+    internal static void AccumulateOwned(Tensor x, float[] gradient)
+    {
+        if (!x.RequiresGrad) return;
+        if (x.Grad is null) x.Grad = Tensor.FromArray(gradient, x.Shape);
+        else TensorPrimitives.Add(x.Grad.Span, gradient, x.Grad.Span);
+    }
+
+    /// <summary>
+    /// Passes an output's gradient on to x unchanged (a reshape, the first operand of a sum): when x has none yet it takes the
+    /// upstream buffer itself, which the backward pass drops right after. At most one input of an op may take it.
+    /// </summary>
+    internal static void AccumulateUpstream(Tensor x, Tensor upstream)
+    {
+        if (!x.RequiresGrad) return;
+        if (x.Grad is null) x.Grad = upstream.ViewAs((int[])x.Shape.Clone());
+        else TensorPrimitives.Add(x.Grad.Span, upstream.Span, x.Grad.Span);
     }
 
     /// <summary>target[j] += Σ_rows source[row, j], for source laid out as rows of length width.</summary>
