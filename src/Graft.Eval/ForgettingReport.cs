@@ -145,9 +145,7 @@ public sealed class ForgettingReport(IReadOnlyList<ReportEntry> entries)
     private static string WriteAtomically(string folder, string name, string content)
     {
         string path = Path.Combine(folder, name);
-        string temporary = path + ".tmp";
-        File.WriteAllText(temporary, content, new UTF8Encoding(false));
-        File.Move(temporary, path, overwrite: true);
+        Graft.Tensors.AtomicFile.WriteAllText(path, content);
         return path;
     }
 

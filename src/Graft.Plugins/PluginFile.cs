@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using System.Text;
 using Graft.Models.Llm;
 using Graft.Tensors;
 using Graft.Tensors.SafeTensors;
@@ -48,7 +47,7 @@ public static class PluginFile
             TensorParts = plugin.Parameters.GroupBy(p => p.Part).ToDictionary(g => g.Key, g => g.Select(p => p.Name).ToArray()),
             TensorsSha256 = Sha256OfFile(tensorsPath),
         };
-        WriteAtomically(Path.Combine(full, PluginManifest.FileName), manifest.ToJson());
+        AtomicFile.WriteAllText(Path.Combine(full, PluginManifest.FileName), manifest.ToJson());
         return manifest;
     }
 
@@ -135,24 +134,6 @@ public static class PluginFile
     {
         using var stream = File.OpenRead(path);
         return Convert.ToHexStringLower(SHA256.HashData(stream));
-    }
-
-    private static void WriteAtomically(string path, string text)
-    {
-        string temporary = Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                stream.Write(Encoding.UTF8.GetBytes(text));
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temporary, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temporary)) File.Delete(temporary);
-        }
     }
 
     private static bool IsWithin(string path, string folder)

@@ -445,7 +445,7 @@ public static class PluginTrainer
                 if (!resumed) File.Delete(Path.Combine(RunFolder, MetricsFileName));
                 return;
             }
-            AtomicFile.WriteText(path, _recipe.ToJson() + "\n");
+            AtomicFile.WriteAllText(path, _recipe.ToJson() + "\n");
         }
 
         /// <summary>What plugin.json records about the training: the recipe, seed, data, and each stage.</summary>
@@ -523,7 +523,7 @@ internal sealed class MetricsLog : IDisposable
         var kept = File.Exists(path)
             ? File.ReadLines(path).Where(line => JsonNode.Parse(line)?["step"]?.GetValue<int>() <= keepThroughStep).ToList()
             : [];
-        AtomicFile.WriteText(path, string.Concat(kept.Select(line => line + "\n")));
+        AtomicFile.WriteAllText(path, string.Concat(kept.Select(line => line + "\n")));
         _writer = new StreamWriter(path, append: true);
     }
 
@@ -535,22 +535,4 @@ internal sealed class MetricsLog : IDisposable
     }
 
     public void Dispose() => _writer.Dispose();
-}
-
-/// <summary>Text written to a temporary file beside its destination and renamed into place.</summary>
-internal static class AtomicFile
-{
-    public static void WriteText(string path, string text)
-    {
-        string temporary = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            File.WriteAllText(temporary, text);
-            File.Move(temporary, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temporary)) File.Delete(temporary);
-        }
-    }
 }

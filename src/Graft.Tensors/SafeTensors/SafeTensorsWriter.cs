@@ -22,29 +22,18 @@ public static class SafeTensorsWriter
     {
         var list = tensors.ToList();
         var header = Header(list, metadata);
-        var full = Path.GetFullPath(path);
-        var temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
+        AtomicFile.Write(path, stream =>
         {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 16))
+            Span<byte> length = stackalloc byte[8];
+            BitConverter.TryWriteBytes(length, (ulong)header.Length);
+            stream.Write(length);
+            stream.Write(header);
+            foreach (var (_, tensor) in list)
             {
-                Span<byte> length = stackalloc byte[8];
-                BitConverter.TryWriteBytes(length, (ulong)header.Length);
-                stream.Write(length);
-                stream.Write(header);
-                foreach (var (_, tensor) in list)
-                {
-                    if (tensor.DType == DType.F32) WriteChunked(stream, tensor.Span);
-                    else WriteChunked(stream, tensor.HalfBits);
-                }
-                stream.Flush(flushToDisk: true);
+                if (tensor.DType == DType.F32) WriteChunked(stream, tensor.Span);
+                else WriteChunked(stream, tensor.HalfBits);
             }
-            File.Move(temporary, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temporary)) File.Delete(temporary);
-        }
+        }, bufferSize: 1 << 16);
     }
 
     /// <summary>The padded header JSON, validating names on the way.</summary>

@@ -40,10 +40,7 @@ public sealed class DataOutput
     {
         string path = Path.Combine(Folder, relativePath);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        string temporary = path + ".tmp";
-        using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write))
-            stream.Write(bytes);
-        File.Move(temporary, path, overwrite: true);
+        Graft.Tensors.AtomicFile.WriteAllBytes(path, bytes);
         written.Add((relativePath.Replace('\\', '/'), bytes.Length));
     }
 
