@@ -113,29 +113,56 @@ public sealed partial class DecoderModel : IDisposable
                 h = HookedLayer(layer, h, positions, rope, cache, i, hooks, mask!);
                 continue;
             }
-            h = Ops.Add(h, Attention(layer, Ops.RmsNorm(h, layer.AttentionNorm, c.RmsNormEps), positions, rope, cache, i).Output);
-            h = Ops.Add(h, FeedForward(layer, Ops.RmsNorm(h, layer.FfnNorm, c.RmsNormEps)));
+            h = PlainLayer(layer, h, positions, rope, cache, i);
         }
         cache?.Advance(t);
         if (lastPositionOnly && t > 1) h = Ops.Slice(h, 0, t - 1, 1);
         return hooks is null ? BaseOutput(h) : hooks.Output(h, BaseOutput);
     }
 
+    /// <summary>
+    /// The training forward: logits [B·T, V] for <paramref name="batch"/> sequences of T tokens each (<paramref name="ids"/>
+    /// one sequence after another), every one from position 0 with causal attention within it. Recorded for autograd
+    /// when the weights are trainable (<see cref="DecoderWeights.ToTrainable"/>, <see cref="DecoderWeights.CreateRandom"/>);
+    /// each sequence's logits equal what <see cref="Forward"/> gives for it alone.
+    /// </summary>
+    public Tensor ForwardBatch(ReadOnlySpan<int> ids, int batch)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batch);
+        if (ids.IsEmpty || ids.Length % batch != 0) throw new ArgumentException($"{ids.Length} token ids do not split into {batch} sequences of equal length", nameof(ids));
+        int t = ids.Length / batch;
+        var positions = new int[t];
+        for (int i = 0; i < t; i++) positions[i] = i;
+        var rope = RopeFor(t);
+        var h = Embed(ids);
+        for (int i = 0; i < Weights.Layers.Length; i++) h = PlainLayer(Weights.Layers[i], h, positions, rope, null, i, batch);
+        return BaseOutput(h);
+    }
+
+    /// <summary>h [B·T, C] -> [B·T, C]: one decoder layer with no plug-in, for B sequences at the same positions.</summary>
+    private Tensor PlainLayer(DecoderLayerWeights w, Tensor h, int[] positions, RotaryEmbedding rope, KvCache? cache, int layer, int batch = 1)
+    {
+        float eps = Config.RmsNormEps;
+        h = Ops.Add(h, Attention(w, Ops.RmsNorm(h, w.AttentionNorm, eps), positions, rope, cache, layer, batch: batch).Output);
+        return Ops.Add(h, FeedForward(w, Ops.RmsNorm(h, w.FfnNorm, eps)));
+    }
+
     /// <summary>h [T, C] -> logits [T, V]: the final norm and the head.</summary>
     private Tensor BaseOutput(Tensor h) => Ops.Linear(Ops.RmsNorm(h, Weights.FinalNorm, Config.RmsNormEps), Weights.Head);
 
     /// <summary>
-    /// x [T, C] -> [T, C]: grouped-query causal attention over the cached and new tokens; with <paramref name="returnWeights"/>
-    /// also its probabilities [1, H, T, cached + T]. A hook's <paramref name="mask"/> replaces the causal one.
+    /// x [B·T, C] -> [B·T, C]: grouped-query causal attention over the cached and new tokens of each of the B sequences
+    /// (a cache only with B = 1); with <paramref name="returnWeights"/> also its probabilities [B, H, T, cached + T]. A hook's
+    /// <paramref name="mask"/> replaces the causal one.
     /// </summary>
     private (Tensor Output, Tensor? Weights) Attention(DecoderLayerWeights w, Tensor x, int[] positions, RotaryEmbedding rope, KvCache? cache, int layer,
-        bool returnWeights = false, AttentionMask? mask = null)
+        bool returnWeights = false, AttentionMask? mask = null, int batch = 1)
     {
         var c = Config;
-        int t = x.Shape[0];
-        var q = Ops.Rope(Ops.Linear(x, w.Query, w.QueryBias).Reshape(1, t, c.NumHeads, c.HeadDim), rope, positions);
-        var k = Ops.Rope(Ops.Linear(x, w.Key, w.KeyBias).Reshape(1, t, c.NumKeyValueHeads, c.HeadDim), rope, positions);
-        var v = Ops.Linear(x, w.Value, w.ValueBias).Reshape(1, t, c.NumKeyValueHeads, c.HeadDim);
+        int t = x.Shape[0] / batch;
+        var q = Ops.Rope(Ops.Linear(x, w.Query, w.QueryBias).Reshape(batch, t, c.NumHeads, c.HeadDim), rope, positions);
+        var k = Ops.Rope(Ops.Linear(x, w.Key, w.KeyBias).Reshape(batch, t, c.NumKeyValueHeads, c.HeadDim), rope, positions);
+        var v = Ops.Linear(x, w.Value, w.ValueBias).Reshape(batch, t, c.NumKeyValueHeads, c.HeadDim);
         int offset = 0;
         if (cache is not null)
         {
@@ -143,7 +170,7 @@ public sealed partial class DecoderModel : IDisposable
             (k, v) = cache.Append(layer, k, v);
         }
         var (attended, weights) = Ops.Attention(q, k, v, mask ?? AttentionMask.Causal(offset), _attentionScale, returnWeights);
-        return (Ops.Linear(attended.Reshape(t, c.NumHeads * c.HeadDim), w.Output, w.OutputBias), weights);
+        return (Ops.Linear(attended.Reshape(batch * t, c.NumHeads * c.HeadDim), w.Output, w.OutputBias), weights);
     }
 
     /// <summary>x [T, C] -> [T, C]: down(silu(gate(x)) · up(x)).</summary>
