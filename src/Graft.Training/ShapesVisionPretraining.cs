@@ -7,9 +7,9 @@ using Graft.Training.Data;
 namespace Graft.Training;
 
 /// <summary>Held-out accuracies of the temporary head, in [0, 1], each over what its question needs.</summary>
-/// <param name="Shape">Occupied cells whose shape is named right ("What shape is at the top left?").</param>
-/// <param name="Colour">Occupied cells whose colour is named right ("What colour is the circle?").</param>
-/// <param name="Occupancy">Cells correctly seen as empty or occupied ("Where is the red square?").</param>
+/// <param name="Shape">Shapes whose kind is named right from the patches they cover ("What shape is at the top left?").</param>
+/// <param name="Colour">Shapes whose colour is named right from the patches they cover ("What colour is the circle?").</param>
+/// <param name="Occupancy">Grid cells correctly seen as empty or holding a shape ("Where is the red square?").</param>
 /// <param name="Count">(scene, shape kind) pairs whose count is right ("How many circles are there?").</param>
 public sealed record ShapesHeadAccuracy(double Shape, double Colour, double Occupancy, double Count, int Scenes);
 
@@ -20,8 +20,9 @@ public sealed record ShapesVisionResult(TrainingResult Training, ShapesHeadAccur
 /// Trains a CLIP vision tower from scratch on shapes-world scenes so that its patch features carry what the
 /// demo's questions ask. A temporary head, discarded afterwards, reads the hidden states plug-ins read: for every
 /// patch token of layers -2 (LLaVA's choice) and -1 (each through the head's own LayerNorm and one linear map)
-/// the shape kind and colour in the 3x3 grid cell holding the patch's centre (or "empty"), and from the pooled
-/// class token the number of shapes of each kind. Loss: the mean of the three cross-entropies.
+/// the kind and colour of the shape covering most of the patch (at least an eighth of it; otherwise "empty"), so
+/// each patch says what lies there and its position says where; and from the pooled class token the number of
+/// shapes of each kind. Loss: the mean of the three cross-entropies.
 /// </summary>
 public static class ShapesVisionPretraining
 {
@@ -45,6 +46,8 @@ public static class ShapesVisionPretraining
         var config = tower.Config;
         if (preprocessing.OutputSize(world.Size, world.Size) != (config.ImageSize, config.ImageSize))
             throw new ArgumentException($"{world.Size}-pixel scenes preprocessed do not come out at the tower's {config.ImageSize} pixels", nameof(preprocessing));
+        if (world.Size % config.GridSize != 0)
+            throw new ArgumentException($"{world.Size}-pixel scenes do not split into the tower's {config.GridSize}x{config.GridSize} patches evenly", nameof(world));
         if (config.Layers < 2) throw new ArgumentException("the head reads layers -2 and -1, so the tower needs at least two layers", nameof(tower));
         var frozen = tower.Parameters.FirstOrDefault(t => !t.RequiresGrad);
         if (frozen is not null) throw new ArgumentException($"'{frozen.Name}' is frozen; create the tower with ClipVisionModel.CreateRandom or load it trainable", nameof(tower));
@@ -66,14 +69,42 @@ public static class ShapesVisionPretraining
     private static Tensor Pixels(IReadOnlyList<ShapesScene> scenes, ImageProcessorConfig preprocessing) =>
         ImagePreprocessor.ToBatch(scenes.Select(ShapesWorld.Render).ToList(), preprocessing);
 
-    /// <summary>The cell (0..8, row-major) holding the centre of each patch of a grid × grid tiling of a size-pixel scene.</summary>
-    private static int[] PatchCells(int grid, int size)
+    /// <summary>
+    /// For each patch of a grid × grid tiling, the index in <paramref name="scene"/>'s shapes of the shape covering most of its
+    /// pixel centres (a later shape hides an earlier one), or -1 when none covers an eighth of the patch.
+    /// </summary>
+    private static int[] PatchShapes(ShapesScene scene, int grid)
     {
-        var cells = new int[grid * grid];
-        double patch = (double)size / grid, cell = size / 3.0;
+        var owners = new int[grid * grid];
+        int patch = scene.Size / grid;
+        var covered = new int[scene.Shapes.Count];
         for (int row = 0; row < grid; row++)
             for (int column = 0; column < grid; column++)
-                cells[row * grid + column] = Math.Min(2, (int)((row + 0.5) * patch / cell)) * 3 + Math.Min(2, (int)((column + 0.5) * patch / cell));
+            {
+                Array.Clear(covered);
+                for (int y = row * patch; y < (row + 1) * patch; y++)
+                    for (int x = column * patch; x < (column + 1) * patch; x++)
+                        for (int k = scene.Shapes.Count - 1; k >= 0; k--)
+                            if (ShapesWorld.Covers(scene.Shapes[k], x + 0.5, y + 0.5))
+                            {
+                                covered[k]++;
+                                break;
+                            }
+                int best = -1;
+                for (int k = 0; k < covered.Length; k++)
+                    if (covered[k] * 8 >= patch * patch && (best < 0 || covered[k] > covered[best])) best = k;
+                owners[row * grid + column] = best;
+            }
+        return owners;
+    }
+
+    /// <summary>The 3x3 cell (row-major) holding each patch's centre.</summary>
+    private static int[] PatchCells(int grid)
+    {
+        var cells = new int[grid * grid];
+        for (int row = 0; row < grid; row++)
+            for (int column = 0; column < grid; column++)
+                cells[row * grid + column] = (row * 3 / grid) * 3 + column * 3 / grid;
         return cells;
     }
 
@@ -83,14 +114,15 @@ public static class ShapesVisionPretraining
         private readonly LayerNormWeights _norm;
         private readonly Tensor _cellWeight, _cellBias, _countWeight, _countBias;
         private readonly int[] _patchCells;
-        private readonly int _patches, _maxShapes;
+        private readonly int _patches, _maxShapes, _grid;
 
         public Head(VisionTowerConfig config, int maxShapes, Random random)
         {
             int w = config.Width, outputs = 1 + Kinds + 1 + Colours;
             _patches = config.Patches;
             _maxShapes = maxShapes;
-            _patchCells = PatchCells(config.GridSize, config.ImageSize);
+            _grid = config.GridSize;
+            _patchCells = PatchCells(_grid);
             _norm = new LayerNormWeights(ParameterInit.Constant(1f, "head.norm.weight", w), ParameterInit.Constant(0f, "head.norm.bias", w), config.LayerNormEps);
             _cellWeight = ParameterInit.Normal(random, 0.02, "head.cell.weight", outputs, w);
             _cellBias = ParameterInit.Constant(0f, "head.cell.bias", outputs);
@@ -118,15 +150,12 @@ public static class ShapesVisionPretraining
             var countTargets = new int[batch * Kinds];
             for (int b = 0; b < batch; b++)
             {
-                var byCell = new PlacedShape?[Cells];
-                foreach (var shape in scenes[b].Shapes)
-                {
-                    byCell[shape.Cell] = shape;
-                    countTargets[b * Kinds + (int)shape.Kind]++;
-                }
+                var shapes = scenes[b].Shapes;
+                foreach (var shape in shapes) countTargets[b * Kinds + (int)shape.Kind]++;
+                var owners = PatchShapes(scenes[b], _grid);
                 for (int p = 0; p < _patches; p++)
                 {
-                    var shape = byCell[_patchCells[p]];
+                    var shape = owners[p] < 0 ? null : shapes[owners[p]];
                     kindTargets[b * _patches + p] = shape is null ? 0 : 1 + (int)shape.Kind;
                     colourTargets[b * _patches + p] = shape is null ? 0 : 1 + ColourIndex(shape.Colour);
                 }
@@ -145,36 +174,46 @@ public static class ShapesVisionPretraining
             return Ops.Scale(total, 1f / 3);
         }
 
-        /// <summary>Cell predictions from layer -2 (patch logits averaged over each cell), counts from the pooled token.</summary>
+        /// <summary>
+        /// From layer -2: each shape's kind and colour from the logits summed over the patches it covers; each cell occupied
+        /// when one of its patches predicts a shape. Counts from the pooled token.
+        /// </summary>
         public ShapesHeadAccuracy Evaluate(ClipVisionModel tower, ImageProcessorConfig preprocessing, IReadOnlyList<ShapesScene> scenes)
         {
             int shapeRight = 0, shapes = 0, colourRight = 0, occupancyRight = 0, countRight = 0;
+            int width = 1 + Kinds + 1 + Colours;
             using var noGrad = Autograd.NoGrad();
             foreach (var chunk in scenes.Chunk(32))
             {
                 var output = tower.Forward(Pixels(chunk, preprocessing));
                 var logits = CellLogits(output.HiddenStates[^2]).ToArray();
                 var counts = Ops.Linear(output.Pooled!, _countWeight, _countBias).ToArray();
-                int width = 1 + Kinds + 1 + Colours;
                 for (int b = 0; b < chunk.Length; b++)
                 {
-                    var sums = new double[Cells, width];
+                    var scene = chunk[b];
+                    var owners = PatchShapes(scene, _grid);
+                    var sums = new double[scene.Shapes.Count, width];
+                    var occupied = new bool[Cells];
                     for (int p = 0; p < _patches; p++)
-                        for (int j = 0; j < width; j++) sums[_patchCells[p], j] += logits[(b * _patches + p) * width + j];
-                    for (int cell = 0; cell < Cells; cell++)
                     {
-                        var truth = chunk[b].Shapes.FirstOrDefault(s => s.Cell == cell);
-                        int kind = ArgMax(sums, cell, 0, 1 + Kinds);
-                        if ((kind == 0) == (truth is null)) occupancyRight++;
-                        if (truth is null) continue;
-                        shapes++;
-                        if (kind == 1 + (int)truth.Kind) shapeRight++;
-                        if (ArgMax(sums, cell, 1 + Kinds, 1 + Colours) == 1 + ColourIndex(truth.Colour)) colourRight++;
+                        var row = logits.AsSpan((b * _patches + p) * width, width);
+                        if (System.Numerics.Tensors.TensorPrimitives.IndexOfMax(row[..(1 + Kinds)]) != 0) occupied[_patchCells[p]] = true;
+                        if (owners[p] < 0) continue;
+                        for (int j = 0; j < width; j++) sums[owners[p], j] += row[j];
                     }
+                    for (int k = 0; k < scene.Shapes.Count; k++)
+                    {
+                        if (!owners.Contains(k)) continue;
+                        shapes++;
+                        if (ArgMax(sums, k, 1, Kinds) == (int)scene.Shapes[k].Kind) shapeRight++;
+                        if (ArgMax(sums, k, 2 + Kinds, Colours) == ColourIndex(scene.Shapes[k].Colour)) colourRight++;
+                    }
+                    for (int cell = 0; cell < Cells; cell++)
+                        if (occupied[cell] == scene.Shapes.Any(s => s.Cell == cell)) occupancyRight++;
                     for (int k = 0; k < Kinds; k++)
                     {
                         var row = counts.AsSpan((b * Kinds + k) * (_maxShapes + 1), _maxShapes + 1);
-                        if (System.Numerics.Tensors.TensorPrimitives.IndexOfMax(row) == chunk[b].Shapes.Count(s => (int)s.Kind == k)) countRight++;
+                        if (System.Numerics.Tensors.TensorPrimitives.IndexOfMax(row) == scene.Shapes.Count(s => (int)s.Kind == k)) countRight++;
                     }
                 }
             }
@@ -182,11 +221,12 @@ public static class ShapesVisionPretraining
                 (double)occupancyRight / (scenes.Count * Cells), (double)countRight / (scenes.Count * Kinds), scenes.Count);
         }
 
-        private static int ArgMax(double[,] sums, int cell, int start, int length)
+        /// <summary>The index, counted from <paramref name="start"/>, of the largest of <paramref name="length"/> sums of a row.</summary>
+        private static int ArgMax(double[,] sums, int row, int start, int length)
         {
             int best = start;
             for (int j = start + 1; j < start + length; j++)
-                if (sums[cell, j] > sums[cell, best]) best = j;
+                if (sums[row, j] > sums[row, best]) best = j;
             return best - start;
         }
 

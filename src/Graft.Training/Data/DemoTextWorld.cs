@@ -145,9 +145,37 @@ public sealed class DemoTextWorld
     /// <summary>The kinds of training document and how often each is drawn (weights out of 100).</summary>
     public static readonly IReadOnlyList<(string Kind, int Weight)> DocumentMix =
     [
-        ("statements", 25), ("free-questions", 15), ("mmlu", 8), ("choice-chain", 25),
-        ("arithmetic", 10), ("chat", 7), ("shapes", 7), ("scienceqa", 3),
+        ("statements", 22), ("free-questions", 12), ("mmlu", 10), ("choice-chain", 30),
+        ("arithmetic", 8), ("chat", 6), ("shapes", 8), ("scienceqa", 4),
     ];
+
+    /// <summary>
+    /// A warm-up document: four to eight choice questions answerable from the text itself (an option named in the
+    /// question, a fact told just before, a scene described), each answered. Binding an answer to its option's letter
+    /// is a circuit a small model forms late when it is rare; drawing these first forms it before the facts need it.
+    /// </summary>
+    public string NextBindingDocument(SeededRandom random)
+    {
+        ArgumentNullException.ThrowIfNull(random);
+        var text = new StringBuilder();
+        int items = random.Between(4, 8);
+        for (int i = 0; i < items; i++)
+        {
+            double kind = random.NextDouble();
+            if (kind < 0.35)
+            {
+                var (question, choices, answer) = EchoChoice(random);
+                AppendChoice(text, question, choices, answer);
+            }
+            else if (kind < 0.65) AppendToldFact(text, random);
+            else
+            {
+                var (question, choices, answer) = ShapesChoice(random);
+                AppendChoice(text, question, choices, answer);
+            }
+        }
+        return text.ToString();
+    }
 
     /// <summary>One training document, drawn from <see cref="DocumentMix"/>.</summary>
     public string NextDocument(SeededRandom random)
@@ -263,18 +291,55 @@ public sealed class DemoTextWorld
         int turns = random.Between(1, 4);
         for (int i = 0; i < turns; i++)
         {
-            if (random.Chance(0.6))
+            double kind = random.NextDouble();
+            if (kind < 0.2)
             {
-                var q = TrainingChoice(random);
-                AppendChoice(text, q.Question, q.Choices, q.Answer);
+                var (question, choices, answer) = EchoChoice(random);
+                AppendChoice(text, question, choices, answer);
             }
-            else
+            else if (kind < 0.4) AppendToldFact(text, random);
+            else if (kind < 0.65)
             {
                 var (question, choices, answer) = ShapesChoice(random);
                 AppendChoice(text, question, choices, answer);
             }
+            else
+            {
+                var q = TrainingChoice(random);
+                AppendChoice(text, q.Question, q.Choices, q.Answer);
+            }
         }
         return text.ToString();
+    }
+
+    /// <summary>A drilled city's statement followed by one of its choice questions, answered.</summary>
+    private void AppendToldFact(StringBuilder text, SeededRandom random)
+    {
+        var c = random.Pick(DrillCities);
+        var q = random.Pick(TextWorld.GeographyQuestions(Knowledge, c, random));
+        AppendChoice(text, c.Statement() + "\n" + q.Question, q.Choices, q.Answer);
+    }
+
+    /// <summary>
+    /// "Which of these is X?" with X among options of its own kind: the plainest binding of an answer to its letter,
+    /// which the harder questions (a fact told just before, a scene, a fact recalled) build on.
+    /// </summary>
+    private (string Question, IReadOnlyList<string> Choices, int Answer) EchoChoice(SeededRandom random)
+    {
+        IReadOnlyList<string> pool = random.Next(6) switch
+        {
+            0 => Knowledge.Countries,
+            1 => Knowledge.Rivers,
+            2 => Knowledge.Goods,
+            3 => ShapesWorld.Colours.Select(c => c.Name).ToList(),
+            4 => Enum.GetValues<ShapeKind>().Select(ShapesWorld.KindName).ToList(),
+            _ => ShapesWorld.Positions,
+        };
+        var choices = pool.ToList();
+        random.Shuffle(choices);
+        choices = choices.Take(Math.Min(choices.Count, random.Between(2, 5))).ToList();
+        int answer = random.Next(choices.Count);
+        return ($"Which of these is {choices[answer]}?", choices, answer);
     }
 
     /// <summary>"{question}\nA. ..\nB. ..\nAnswer: X\n\n", the layout of <c>ChoiceQuestion.Render</c> with its answer.</summary>
