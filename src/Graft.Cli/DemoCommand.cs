@@ -45,7 +45,7 @@ internal static class DemoCommand
     {
         var options = new DemoAssetsOptions
         {
-            EvaluateText = (baseFolder, sets, token) => TextTestEvaluation.Score(baseFolder, sets, cancellationToken: token),
+            EvaluateText = (baseFolder, tests, token) => TextTestEvaluation.Score(baseFolder, tests, cancellationToken: token),
         };
         try
         {

@@ -26,9 +26,6 @@ public sealed record DemoAssetsOptions
     public int IntermediateSize { get; init; } = 384;
     public int ContextLength { get; init; } = 256;
     public int BaseBatchSize { get; init; } = 4;
-
-    /// <summary>Pre-training starts with this many binding documents (<see cref="DemoTextWorld.NextBindingDocument"/>), then draws the full mix.</summary>
-    public int BindingDocuments { get; init; } = 1500;
     public TrainingSchedule BaseSchedule { get; init; } = new() { Steps = 1000, LearningRate = 4e-3f, MinLearningRate = 4e-4f, WarmupSteps = 50, WeightDecay = 0.1f, ReportEvery = 25 };
 
     /// <summary>The vision tower: a CLIP ViT over the shapes world's images.</summary>
@@ -47,11 +44,11 @@ public sealed record DemoAssetsOptions
     public TextEvaluator? EvaluateText { get; init; }
 }
 
-/// <summary>Scores a saved base model on MMLU folders (name, folder) and returns one score per folder and shot count.</summary>
-public delegate IReadOnlyList<TextTestScore> TextEvaluator(string baseFolder, IReadOnlyList<(string Name, string Folder)> testSets, CancellationToken cancellationToken);
+/// <summary>Scores a saved base model on the text test sets written by <see cref="DemoTextWorld.WriteTestSets"/> into <paramref name="testsFolder"/>.</summary>
+public delegate IReadOnlyList<TextTestScore> TextEvaluator(string baseFolder, string testsFolder, CancellationToken cancellationToken);
 
-/// <summary>Correct answers of one text test set at a number of few-shot examples.</summary>
-public sealed record TextTestScore(string Set, int Shots, int Correct, int Total)
+/// <summary>Correct answers of one text test set: by answer letter at a number of few-shot examples, or by free answer (shots 0).</summary>
+public sealed record TextTestScore(string Set, string Method, int Shots, int Correct, int Total)
 {
     public double Accuracy => Total > 0 ? (double)Correct / Total : double.NaN;
 }
@@ -115,8 +112,7 @@ public static class DemoAssets
         progress?.Report(new("base", $"pre-training a {baseParameters:N0}-parameter Qwen2 decoder for {options.BaseSchedule.Steps} steps of {options.BaseBatchSize}x{options.ContextLength} tokens"));
         var data = new SeededRandom(seeds.BaseData);
         int separator = tokenizer.TokenToId("<|endoftext|>")!.Value;
-        long documents = 0;
-        var rows = new PackedSequences(() => tokenizer.Encode(documents++ < options.BindingDocuments ? world.NextBindingDocument(data) : world.NextDocument(data)), separator);
+        var rows = new PackedSequences(() => tokenizer.Encode(world.NextDocument(data)), separator);
         var baseTraining = LanguageModelPretraining.Run(model, rows, options.BaseSchedule, options.BaseBatchSize, options.ContextLength, training, cancellationToken);
         string baseFolder = output.PathOf(BaseFolderName);
         DecoderCheckpointWriter.Save(baseFolder, config, weights, new DecoderCheckpointOptions { TokenizerFiles = tokenizerFiles.Files });
@@ -140,9 +136,10 @@ public static class DemoAssets
         if (options.EvaluateText is { } evaluate)
         {
             progress?.Report(new("evaluation", "scoring the base on the text test sets"));
-            scores = evaluate(baseFolder, world.TestSets.Select(s => (s.Name, Path.Combine(output.PathOf(TextTestsFolderName), s.Name))).ToList(), cancellationToken);
+            scores = evaluate(baseFolder, output.PathOf(TextTestsFolderName), cancellationToken);
             times["evaluation"] = Lap(clock);
-            foreach (var score in scores) progress?.Report(new("evaluation", $"{score.Set} ({score.Shots}-shot): {score.Accuracy:P1} ({score.Correct}/{score.Total})"));
+            foreach (var score in scores)
+                progress?.Report(new("evaluation", $"{score.Set} ({(score.Method == "free" ? "free answers" : $"letters, {score.Shots}-shot")}): {score.Accuracy:P1} ({score.Correct}/{score.Total})"));
         }
 
         var report = new DemoAssetsReport(seed, world.Parameters, tokenizer.VocabSize, baseParameters, visionParameters, baseTraining, visionTraining, scores, times, total.Elapsed);
@@ -227,7 +224,6 @@ public static class DemoAssets
         w.WriteNumber("context_length", options.ContextLength);
         w.WriteNumber("init_seed", seeds.BaseInit);
         w.WriteNumber("data_seed", seeds.BaseData);
-        w.WriteNumber("binding_documents", options.BindingDocuments);
         WriteSchedule(w, options.BaseSchedule, options.BaseBatchSize);
         w.WriteStartObject("document_mix");
         foreach (var (kind, weight) in DemoTextWorld.DocumentMix) w.WriteNumber(kind, weight);
@@ -264,6 +260,7 @@ public static class DemoAssets
         {
             w.WriteStartObject();
             w.WriteString("set", score.Set);
+            w.WriteString("method", score.Method);
             w.WriteNumber("shots", score.Shots);
             w.WriteNumber("correct", score.Correct);
             w.WriteNumber("total", score.Total);

@@ -38,6 +38,9 @@ public sealed record DemoWorldParameters
 /// <summary>Multiple-choice test questions of one kind, with training questions as their few-shot examples.</summary>
 public sealed record TestSet(string Name, string Description, IReadOnlyList<MmluQuestion> Questions, IReadOnlyList<MmluQuestion> Shots);
 
+/// <summary>Free test questions of one kind with their short answers, asked as the harness asks ("Question: q\nAnswer:").</summary>
+public sealed record FreeTestSet(string Name, string Description, IReadOnlyList<(string Question, string Answer)> Items);
+
 /// <summary>
 /// The text the demo's base model is trained on and the questions it is tested with, over the text world's
 /// knowledge base and the shapes world's vocabulary. Cities come in three groups: drilled (statements, free
@@ -83,6 +86,15 @@ public sealed class DemoTextWorld
             new("arithmetic", "choice questions on sums, differences and products never seen in training",
                 Knowledge.Arithmetic.Select(f => TextWorld.ArithmeticQuestion(f, questions)).ToList(), shots),
         ];
+        FreeTestSets =
+        [
+            new("facts-asked", "free questions on cities asked these questions in training (recall, not held out)",
+                QuestionCities.SelectMany(c => CityQuestionsInWords(c).Select(q => (q.Question, q.Short))).ToList()),
+            new("facts-stated", "free questions on cities seen only as statements",
+                StatementCities.SelectMany(c => CityQuestionsInWords(c).Select(q => (q.Question, q.Short))).ToList()),
+            new("arithmetic", "sums, differences and products never seen in training, answered with the number",
+                Knowledge.Arithmetic.Select(f => ($"What is {f.Expression}?", f.Result.ToString(CultureInfo.InvariantCulture))).ToList()),
+        ];
     }
 
     public DemoWorldParameters Parameters { get; }
@@ -91,15 +103,26 @@ public sealed class DemoTextWorld
     public IReadOnlyList<City> QuestionCities { get; }
     public IReadOnlyList<City> StatementCities { get; }
 
-    /// <summary>The test sets, by kind: facts-drilled (a reference, not held out), then the held-out facts-asked, facts-stated and arithmetic.</summary>
+    /// <summary>The choice test sets, by kind: facts-drilled (a reference, not held out), then the held-out facts-asked, facts-stated and arithmetic.</summary>
     public IReadOnlyList<TestSet> TestSets { get; }
+
+    /// <summary>
+    /// The free-answer test sets: facts-asked (questioned cities, asked in these words in training: recall, not held
+    /// out), facts-stated (cities only ever stated: held out) and arithmetic (held out).
+    /// </summary>
+    public IReadOnlyList<FreeTestSet> FreeTestSets { get; }
+
+    /// <summary>Folders of <see cref="WriteTestSets"/>: MMLU layouts under choice/, LLaVA JSON files under free/.</summary>
+    public const string ChoiceFolder = "choice";
+    public const string FreeFolder = "free";
 
     /// <summary>Whether an arithmetic fact is one of the held-out ones (never part of the training text).</summary>
     public bool IsHeldOut(ArithmeticFact fact) => _heldOutArithmetic.Contains((fact.Left, fact.Op, fact.Right));
 
     /// <summary>
-    /// Writes each test set as an MMLU folder NAME/{dev,test}/{subject}_{split}.csv (dev: five training questions
-    /// per subject, the few-shot examples), for <c>graft eval --bench mmlu:FOLDER/NAME</c>.
+    /// Writes the choice sets as MMLU folders choice/NAME/{dev,test}/{subject}_{split}.csv (dev: five training questions per
+    /// subject, the few-shot examples), for <c>graft eval --bench mmlu:FOLDER/choice/NAME</c>, and the free sets as LLaVA
+    /// JSON without images, free/NAME.json, for <c>graft eval --bench llava:FOLDER/free/NAME.json</c>.
     /// </summary>
     public void WriteTestSets(DataOutput output)
     {
@@ -107,9 +130,30 @@ public sealed class DemoTextWorld
         foreach (var set in TestSets)
             foreach (var subject in set.Questions.Select(q => q.Subject).Distinct().Order(StringComparer.Ordinal))
             {
-                WriteCsv(output, $"{set.Name}/dev/{subject}_dev.csv", set.Shots.Where(q => q.Subject == subject));
-                WriteCsv(output, $"{set.Name}/test/{subject}_test.csv", set.Questions.Where(q => q.Subject == subject));
+                WriteCsv(output, $"{ChoiceFolder}/{set.Name}/dev/{subject}_dev.csv", set.Shots.Where(q => q.Subject == subject));
+                WriteCsv(output, $"{ChoiceFolder}/{set.Name}/test/{subject}_test.csv", set.Questions.Where(q => q.Subject == subject));
             }
+        foreach (var set in FreeTestSets)
+            output.WriteJson($"{FreeFolder}/{set.Name}.json", w =>
+            {
+                w.WriteStartArray();
+                for (int i = 0; i < set.Items.Count; i++)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("id", $"{set.Name}-{i}");
+                    w.WriteStartArray("conversations");
+                    foreach (var (from, value) in new[] { ("human", set.Items[i].Question), ("gpt", set.Items[i].Answer) })
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("from", from);
+                        w.WriteString("value", value);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+            });
     }
 
     private static void WriteCsv(DataOutput output, string path, IEnumerable<MmluQuestion> questions)
@@ -145,37 +189,9 @@ public sealed class DemoTextWorld
     /// <summary>The kinds of training document and how often each is drawn (weights out of 100).</summary>
     public static readonly IReadOnlyList<(string Kind, int Weight)> DocumentMix =
     [
-        ("statements", 22), ("free-questions", 12), ("mmlu", 10), ("choice-chain", 30),
-        ("arithmetic", 8), ("chat", 6), ("shapes", 8), ("scienceqa", 4),
+        ("statements", 30), ("free-questions", 20), ("mmlu", 6), ("choice-chain", 10),
+        ("arithmetic", 10), ("chat", 8), ("shapes", 13), ("scienceqa", 3),
     ];
-
-    /// <summary>
-    /// A warm-up document: four to eight choice questions answerable from the text itself (an option named in the
-    /// question, a fact told just before, a scene described), each answered. Binding an answer to its option's letter
-    /// is a circuit a small model forms late when it is rare; drawing these first forms it before the facts need it.
-    /// </summary>
-    public string NextBindingDocument(SeededRandom random)
-    {
-        ArgumentNullException.ThrowIfNull(random);
-        var text = new StringBuilder();
-        int items = random.Between(4, 8);
-        for (int i = 0; i < items; i++)
-        {
-            double kind = random.NextDouble();
-            if (kind < 0.35)
-            {
-                var (question, choices, answer) = EchoChoice(random);
-                AppendChoice(text, question, choices, answer);
-            }
-            else if (kind < 0.65) AppendToldFact(text, random);
-            else
-            {
-                var (question, choices, answer) = ShapesChoice(random);
-                AppendChoice(text, question, choices, answer);
-            }
-        }
-        return text.ToString();
-    }
 
     /// <summary>One training document, drawn from <see cref="DocumentMix"/>.</summary>
     public string NextDocument(SeededRandom random)
@@ -223,17 +239,17 @@ public sealed class DemoTextWorld
     }
 
     /// <summary>A question about a city that free questions may ask (drilled and questioned cities), with its short and long answers.</summary>
-    private (string Question, string Short, string Long) CityFact(SeededRandom random)
-    {
-        var c = random.Pick(random.Chance(0.5) || QuestionCities.Count == 0 ? DrillCities : QuestionCities);
-        return random.Next(4) switch
-        {
-            0 => ($"In which country is {c.Name}?", c.Country, $"{c.Name} is in {c.Country}."),
-            1 => ($"Which river flows through {c.Name}?", c.River, $"The {c.River} flows through {c.Name}."),
-            2 => ($"When was {c.Name} founded?", c.Founded.ToString(CultureInfo.InvariantCulture), $"{c.Name} was founded in {c.Founded}."),
-            _ => ($"What is {c.Name} known for?", c.KnownFor, $"{c.Name} is known for its {c.KnownFor}."),
-        };
-    }
+    private (string Question, string Short, string Long) CityFact(SeededRandom random) =>
+        random.Pick(CityQuestionsInWords(random.Pick(random.Chance(0.5) || QuestionCities.Count == 0 ? DrillCities : QuestionCities)));
+
+    /// <summary>The four free questions about a city, each with its short answer and a sentence answering it.</summary>
+    private static List<(string Question, string Short, string Long)> CityQuestionsInWords(City c) =>
+    [
+        ($"In which country is {c.Name}?", c.Country, $"{c.Name} is in {c.Country}."),
+        ($"Which river flows through {c.Name}?", c.River, $"The {c.River} flows through {c.Name}."),
+        ($"When was {c.Name} founded?", c.Founded.ToString(CultureInfo.InvariantCulture), $"{c.Name} was founded in {c.Founded}."),
+        ($"What is {c.Name} known for?", c.KnownFor, $"{c.Name} is known for its {c.KnownFor}."),
+    ];
 
     /// <summary>The harness's free-answer transcript: "Question: q\nAnswer: a\n\n", one to four pairs.</summary>
     private string FreeQuestions(SeededRandom random)
@@ -243,7 +259,7 @@ public sealed class DemoTextWorld
         for (int i = 0; i < pairs; i++)
         {
             int kind = random.Next(5);
-            var (question, answer) = kind < 3 ? CityAnswer(random, random.Chance(0.5)) : kind == 3 ? ArithmeticAnswer(random, equation: false) : ShapesQuestion(random);
+            var (question, answer) = kind < 3 ? CityAnswer(random, shortAnswer: true) : kind == 3 ? ArithmeticAnswer(random, equation: false) : ShapesQuestion(random);
             text.Append("Question: ").Append(question).Append("\nAnswer: ").Append(answer).Append("\n\n");
         }
         return text.ToString();
@@ -292,13 +308,8 @@ public sealed class DemoTextWorld
         for (int i = 0; i < turns; i++)
         {
             double kind = random.NextDouble();
-            if (kind < 0.2)
-            {
-                var (question, choices, answer) = EchoChoice(random);
-                AppendChoice(text, question, choices, answer);
-            }
-            else if (kind < 0.4) AppendToldFact(text, random);
-            else if (kind < 0.65)
+            if (kind < 0.2) AppendToldFact(text, random);
+            else if (kind < 0.5)
             {
                 var (question, choices, answer) = ShapesChoice(random);
                 AppendChoice(text, question, choices, answer);
@@ -318,28 +329,6 @@ public sealed class DemoTextWorld
         var c = random.Pick(DrillCities);
         var q = random.Pick(TextWorld.GeographyQuestions(Knowledge, c, random));
         AppendChoice(text, c.Statement() + "\n" + q.Question, q.Choices, q.Answer);
-    }
-
-    /// <summary>
-    /// "Which of these is X?" with X among options of its own kind: the plainest binding of an answer to its letter,
-    /// which the harder questions (a fact told just before, a scene, a fact recalled) build on.
-    /// </summary>
-    private (string Question, IReadOnlyList<string> Choices, int Answer) EchoChoice(SeededRandom random)
-    {
-        IReadOnlyList<string> pool = random.Next(6) switch
-        {
-            0 => Knowledge.Countries,
-            1 => Knowledge.Rivers,
-            2 => Knowledge.Goods,
-            3 => ShapesWorld.Colours.Select(c => c.Name).ToList(),
-            4 => Enum.GetValues<ShapeKind>().Select(ShapesWorld.KindName).ToList(),
-            _ => ShapesWorld.Positions,
-        };
-        var choices = pool.ToList();
-        random.Shuffle(choices);
-        choices = choices.Take(Math.Min(choices.Count, random.Between(2, 5))).ToList();
-        int answer = random.Next(choices.Count);
-        return ($"Which of these is {choices[answer]}?", choices, answer);
     }
 
     /// <summary>"{question}\nA. ..\nB. ..\nAnswer: X\n\n", the layout of <c>ChoiceQuestion.Render</c> with its answer.</summary>
