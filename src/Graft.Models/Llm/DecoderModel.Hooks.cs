@@ -43,9 +43,7 @@ public sealed partial class DecoderModel
         }
         var at = positions.ToArray();
         var rope = RopeFor(t == 0 ? 0 : at[^1] + 1);
-        float eps = Config.RmsNormEps;
-        var h = Ops.Add(hidden, Attention(weights, Ops.RmsNorm(hidden, weights.AttentionNorm, eps), at, rope, cache, cacheLayer).Output);
-        return Ops.Add(h, FeedForward(weights, Ops.RmsNorm(h, weights.FfnNorm, eps)));
+        return PlainLayer(weights, hidden, at, rope, cache, cacheLayer);
     }
 
     /// <summary>Counts <paramref name="tokens"/> a plug-in's own layers have appended to their own cache (the base's cache advances itself).</summary>

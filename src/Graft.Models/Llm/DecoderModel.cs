@@ -116,8 +116,7 @@ public sealed partial class DecoderModel : IDisposable
                 h = HookedLayer(layer, h, positions, rope, cache, i, hooks, mask!);
                 continue;
             }
-            h = Ops.Add(h, Attention(layer, Ops.RmsNorm(h, layer.AttentionNorm, c.RmsNormEps), positions, rope, cache, i).Output);
-            h = Ops.Add(h, FeedForward(layer, Ops.RmsNorm(h, layer.FfnNorm, c.RmsNormEps)));
+            h = PlainLayer(layer, h, positions, rope, cache, i);
         }
         cache?.Advance(t);
         if (lastPositionOnly && t > 1) h = Ops.Slice(h, 0, t - 1, 1);
@@ -125,22 +124,50 @@ public sealed partial class DecoderModel : IDisposable
         return hooks is null ? BaseOutput(h) : hooks.Output(h, BaseOutput);
     }
 
+    /// <summary>
+    /// The training forward: logits [B·T, V] for <paramref name="batch"/> sequences of T tokens each (<paramref name="ids"/>
+    /// one sequence after another), every one from position 0 with causal attention within it. Recorded for autograd
+    /// when the weights are trainable (<see cref="DecoderWeights.ToTrainable"/>, <see cref="DecoderWeights.CreateRandom"/>);
+    /// each sequence's logits equal what <see cref="Forward"/> gives for it alone.
+    /// </summary>
+    public Tensor ForwardBatch(ReadOnlySpan<int> ids, int batch)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batch);
+        if (ids.IsEmpty || ids.Length % batch != 0) throw new ArgumentException($"{ids.Length} token ids do not split into {batch} sequences of equal length", nameof(ids));
+        int t = ids.Length / batch;
+        var positions = new int[t];
+        for (int i = 0; i < t; i++) positions[i] = i;
+        var rope = RopeFor(t);
+        var h = Embed(ids);
+        for (int i = 0; i < Weights.Layers.Length; i++) h = PlainLayer(Weights.Layers[i], h, positions, rope, null, i, batch);
+        return BaseOutput(h);
+    }
+
+    /// <summary>h [B·T, C] -> [B·T, C]: one decoder layer with no plug-in, for B sequences at the same positions.</summary>
+    private Tensor PlainLayer(DecoderLayerWeights w, Tensor h, int[] positions, RotaryEmbedding rope, KvCache? cache, int layer, int batch = 1)
+    {
+        float eps = Config.RmsNormEps;
+        h = Ops.Add(h, Attention(w, Ops.RmsNorm(h, w.AttentionNorm, eps), positions, rope, cache, layer, batch: batch).Output);
+        return Ops.Add(h, FeedForward(w, Ops.RmsNorm(h, w.FfnNorm, eps)));
+    }
+
     /// <summary>h [T, C] -> logits [T, V]: the final norm and the head.</summary>
     private Tensor BaseOutput(Tensor h) => Ops.Linear(Ops.RmsNorm(h, Weights.FinalNorm, Config.RmsNormEps), Weights.Head);
 
     /// <summary>
-    /// x [T, C] -> [T, C]: grouped-query causal attention over the cached and new tokens; with <paramref name="returnWeights"/>
-    /// also its probabilities [1, H, T, cached + T]. A hook's <paramref name="mask"/> replaces the causal one; <paramref name="byToken"/>,
-    /// when given, projects by token (<see cref="DecoderHooks.ProjectAttention"/>).
+    /// x [B·T, C] -> [B·T, C]: grouped-query causal attention over the cached and new tokens of each of the B sequences
+    /// (a cache only with B = 1); with <paramref name="returnWeights"/> also its probabilities [B, H, T, cached + T]. A hook's
+    /// <paramref name="mask"/> replaces the causal one; <paramref name="byToken"/>, when given, projects by token
+    /// (<see cref="DecoderHooks.ProjectAttention"/>).
     /// </summary>
     private (Tensor Output, Tensor? Weights) Attention(DecoderLayerWeights w, Tensor x, int[] positions, RotaryEmbedding rope, KvCache? cache, int layer,
-        bool returnWeights = false, AttentionMask? mask = null, DecoderHooks? byToken = null)
+        bool returnWeights = false, AttentionMask? mask = null, DecoderHooks? byToken = null, int batch = 1)
     {
         var c = Config;
-        int t = x.Shape[0];
-        var q = Ops.Rope(Project(x, w.Query, w.QueryBias, byToken, layer, AttentionProjection.Query, positions).Reshape(1, t, c.NumHeads, c.HeadDim), rope, positions);
-        var k = Ops.Rope(Project(x, w.Key, w.KeyBias, byToken, layer, AttentionProjection.Key, positions).Reshape(1, t, c.NumKeyValueHeads, c.HeadDim), rope, positions);
-        var v = Project(x, w.Value, w.ValueBias, byToken, layer, AttentionProjection.Value, positions).Reshape(1, t, c.NumKeyValueHeads, c.HeadDim);
+        int t = x.Shape[0] / batch;
+        var q = Ops.Rope(Project(x, w.Query, w.QueryBias, byToken, layer, AttentionProjection.Query, positions).Reshape(batch, t, c.NumHeads, c.HeadDim), rope, positions);
+        var k = Ops.Rope(Project(x, w.Key, w.KeyBias, byToken, layer, AttentionProjection.Key, positions).Reshape(batch, t, c.NumKeyValueHeads, c.HeadDim), rope, positions);
+        var v = Project(x, w.Value, w.ValueBias, byToken, layer, AttentionProjection.Value, positions).Reshape(batch, t, c.NumKeyValueHeads, c.HeadDim);
         int offset = 0;
         if (cache is not null)
         {
@@ -148,7 +175,7 @@ public sealed partial class DecoderModel : IDisposable
             (k, v) = cache.Append(layer, k, v);
         }
         var (attended, weights) = Ops.Attention(q, k, v, mask ?? AttentionMask.Causal(offset), _attentionScale, returnWeights);
-        return (Project(attended.Reshape(t, c.NumHeads * c.HeadDim), w.Output, w.OutputBias, byToken, layer, AttentionProjection.Output, positions), weights);
+        return (Project(attended.Reshape(batch * t, c.NumHeads * c.HeadDim), w.Output, w.OutputBias, byToken, layer, AttentionProjection.Output, positions), weights);
     }
 
     /// <summary>x [T, in] -> [T, out] with the base's weight, or through <paramref name="byToken"/>'s hook (see <see cref="DecoderHooks.ProjectAttention"/>).</summary>

@@ -56,14 +56,17 @@ public static class TextWorld
             result.Add(new City(name, random.Pick(countries), random.Pick(rivers), year, random.Pick(AllGoods)));
         }
         var arithmetic = new List<ArithmeticFact>(cities);
-        for (int i = 0; i < cities; i++)
-        {
-            char op = "+-*"[random.Next(3)];
-            int limit = op == '*' ? 12 : random.Chance(0.5) ? 9 : 99;
-            int a = random.Between(0, limit), b = random.Between(0, limit);
-            arithmetic.Add(op == '-' && b > a ? new ArithmeticFact(b, op, a) : new ArithmeticFact(a, op, b));
-        }
+        for (int i = 0; i < cities; i++) arithmetic.Add(NewArithmeticFact(random));
         return new KnowledgeBase(countries, rivers, AllGoods, result, arithmetic);
+    }
+
+    /// <summary>One of + - * drawn evenly; products of 0..12, sums and differences of 0..9 or 0..99 (even odds); no negative results.</summary>
+    public static ArithmeticFact NewArithmeticFact(SeededRandom random)
+    {
+        char op = "+-*"[random.Next(3)];
+        int limit = op == '*' ? 12 : random.Chance(0.5) ? 9 : 99;
+        int a = random.Between(0, limit), b = random.Between(0, limit);
+        return op == '-' && b > a ? new ArithmeticFact(b, op, a) : new ArithmeticFact(a, op, b);
     }
 
     /// <summary>Distinct capitalised names of <paramref name="syllables"/> or one more syllable, plus a suffix.</summary>
@@ -97,41 +100,38 @@ public static class TextWorld
     }
 
     /// <summary>Every four-option question of one subject, in knowledge-base order.</summary>
-    public static List<MmluQuestion> MultipleChoice(KnowledgeBase kb, string subject, SeededRandom random)
+    public static List<MmluQuestion> MultipleChoice(KnowledgeBase kb, string subject, SeededRandom random) => subject switch
     {
-        var questions = new List<MmluQuestion>();
-        switch (subject)
+        "world_geography" => kb.Cities.SelectMany(c => GeographyQuestions(kb, c, random)).ToList(),
+        "world_history" => kb.Cities.Select(c => HistoryQuestion(kb, c, random)).ToList(),
+        "arithmetic" => kb.Arithmetic.Select(f => ArithmeticQuestion(f, random)).ToList(),
+        _ => throw new ArgumentException($"unknown text-world subject \"{subject}\" (have {string.Join(", ", Subjects)})", nameof(subject)),
+    };
+
+    /// <summary>A city's three world_geography questions: its country, its river, what it is known for.</summary>
+    public static List<MmluQuestion> GeographyQuestions(KnowledgeBase kb, City c, SeededRandom random) =>
+    [
+        Choose("world_geography", $"{c.Name} is a city in which country?", c.Country, kb.Countries, random),
+        Choose("world_geography", $"Which river flows through {c.Name}?", c.River, kb.Rivers, random),
+        Choose("world_geography", $"What is {c.Name} known for?", c.KnownFor, kb.Goods, random),
+    ];
+
+    /// <summary>A city's world_history question: its founding year among other cities' years.</summary>
+    public static MmluQuestion HistoryQuestion(KnowledgeBase kb, City c, SeededRandom random) =>
+        Choose("world_history", $"In which year was {c.Name} founded?", c.Founded.ToString(CultureInfo.InvariantCulture),
+            kb.Cities.Select(other => other.Founded.ToString(CultureInfo.InvariantCulture)).ToList(), random);
+
+    /// <summary>An arithmetic question whose distractors are within 10 of the result (and not negative).</summary>
+    public static MmluQuestion ArithmeticQuestion(ArithmeticFact f, SeededRandom random)
+    {
+        var near = new HashSet<int>();
+        while (near.Count < 3)
         {
-            case "world_geography":
-                foreach (var c in kb.Cities)
-                {
-                    questions.Add(Choose(subject, $"{c.Name} is a city in which country?", c.Country, kb.Countries, random));
-                    questions.Add(Choose(subject, $"Which river flows through {c.Name}?", c.River, kb.Rivers, random));
-                    questions.Add(Choose(subject, $"What is {c.Name} known for?", c.KnownFor, kb.Goods, random));
-                }
-                break;
-            case "world_history":
-                var years = kb.Cities.Select(c => c.Founded.ToString(CultureInfo.InvariantCulture)).ToList();
-                foreach (var c in kb.Cities)
-                    questions.Add(Choose(subject, $"In which year was {c.Name} founded?", c.Founded.ToString(CultureInfo.InvariantCulture), years, random));
-                break;
-            case "arithmetic":
-                foreach (var f in kb.Arithmetic)
-                {
-                    var near = new HashSet<int>();
-                    while (near.Count < 3)
-                    {
-                        int candidate = f.Result + random.Between(-10, 10);
-                        if (candidate != f.Result && candidate >= 0) near.Add(candidate);
-                    }
-                    var pool = near.Order().Select(n => n.ToString(CultureInfo.InvariantCulture)).ToList();
-                    questions.Add(Choose(subject, $"What is {f.Expression}?", f.Result.ToString(CultureInfo.InvariantCulture), pool, random));
-                }
-                break;
-            default:
-                throw new ArgumentException($"unknown text-world subject \"{subject}\" (have {string.Join(", ", Subjects)})", nameof(subject));
+            int candidate = f.Result + random.Between(-10, 10);
+            if (candidate != f.Result && candidate >= 0) near.Add(candidate);
         }
-        return questions;
+        var pool = near.Order().Select(n => n.ToString(CultureInfo.InvariantCulture)).ToList();
+        return Choose("arithmetic", $"What is {f.Expression}?", f.Result.ToString(CultureInfo.InvariantCulture), pool, random);
     }
 
     private static MmluQuestion Choose(string subject, string question, string answer, IReadOnlyList<string> pool, SeededRandom random)

@@ -54,8 +54,12 @@ public sealed class TrainedTokenizer(string tokenizerJson, string tokenizerConfi
 /// </summary>
 public static class ByteLevelBpeTrainer
 {
-    /// <summary>Qwen2's pre-tokenizer pattern; every digit is its own word, which keeps arithmetic digit by digit.</summary>
-    public const string SplitPattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    /// <summary>
+    /// Qwen2's pre-tokenizer pattern (every digit its own word, which keeps arithmetic digit by digit) with one
+    /// alternative in front: a space before a lone capital letter is a word of its own, so an answer " B" is the same
+    /// token "B" as the option line "B. ..." it names, and a small model binds answers to options by copying a token.
+    /// </summary>
+    public const string SplitPattern = @"\s(?=\p{Lu}(?![\p{L}\p{N}]))|(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
     /// <summary>The ChatML template as Jinja (no default system turn), which ChatTemplates detects as "chatml".</summary>
     public const string ChatTemplate =

@@ -55,6 +55,19 @@ public sealed class BpeTrainerTests
     }
 
     [Fact]
+    public void An_answer_letter_is_the_same_token_as_its_option_line()
+    {
+        var trained = ByteLevelBpeTrainer.Train([.. Corpus(), "Which?\nA. red\nB. blue\nAnswer: B\n\n", "Which?\nA. red\nB. blue\nAnswer: A\n\n"],
+            new BpeTrainingOptions { VocabSize = 500 });
+        var tokenizer = trained.Load();
+        var option = tokenizer.Encode("\nB. blue");
+        var answer = tokenizer.Encode("Answer: B");
+        Assert.Equal(option[1], answer[^1]);
+        Assert.Equal("Ġ", tokenizer.IdToToken(answer[^2]));
+        Assert.StartsWith("Ġ", tokenizer.IdToToken(tokenizer.Encode(" Answer")[0]));
+    }
+
+    [Fact]
     public void Training_is_deterministic_and_ignores_text_order()
     {
         var corpus = Corpus();
