@@ -12,7 +12,7 @@ namespace Graft.Training;
 /// <summary>The sizes and schedules of <see cref="DemoAssets.Build"/>; the defaults make the committed assets.</summary>
 public sealed record DemoAssetsOptions
 {
-    public DemoWorldParameters World { get; init; } = new() { Cities = 36, DrillCities = 12, QuestionCities = 12 };
+    public DemoWorldParameters World { get; init; } = new();
 
     /// <summary>Training documents the tokenizer is learned from, and its vocabulary (an upper bound: merges stop when pairs run out).</summary>
     public int TokenizerDocuments { get; init; } = 4000;
@@ -26,7 +26,7 @@ public sealed record DemoAssetsOptions
     public int IntermediateSize { get; init; } = 384;
     public int ContextLength { get; init; } = 256;
     public int BaseBatchSize { get; init; } = 4;
-    public TrainingSchedule BaseSchedule { get; init; } = new() { Steps = 1000, LearningRate = 4e-3f, MinLearningRate = 4e-4f, WarmupSteps = 50, WeightDecay = 0.1f, ReportEvery = 25 };
+    public PretrainingSchedule BaseSchedule { get; init; } = new() { Steps = 1000, LearningRate = 4e-3f, MinLearningRate = 4e-4f, WarmupSteps = 50, WeightDecay = 0.1f, ReportEvery = 25 };
 
     /// <summary>The vision tower: a CLIP ViT over the shapes world's images.</summary>
     public int VisionWidth { get; init; } = 64;
@@ -34,7 +34,7 @@ public sealed record DemoAssetsOptions
     public int VisionHeads { get; init; } = 4;
     public int PatchSize { get; init; } = 8;
     public int VisionBatchSize { get; init; } = 32;
-    public TrainingSchedule VisionSchedule { get; init; } = new() { Steps = 2000, LearningRate = 3e-3f, MinLearningRate = 3e-4f, WarmupSteps = 50, WeightDecay = 0.05f, ReportEvery = 50 };
+    public PretrainingSchedule VisionSchedule { get; init; } = new() { Steps = 2000, LearningRate = 3e-3f, MinLearningRate = 3e-4f, WarmupSteps = 50, WeightDecay = 0.05f, ReportEvery = 50 };
     public int EvaluationScenes { get; init; } = 500;
 
     /// <summary>
@@ -47,19 +47,19 @@ public sealed record DemoAssetsOptions
 /// <summary>Scores a saved base model on the text test sets written by <see cref="DemoTextWorld.WriteTestSets"/> into <paramref name="testsFolder"/>.</summary>
 public delegate IReadOnlyList<TextTestScore> TextEvaluator(string baseFolder, string testsFolder, CancellationToken cancellationToken);
 
-/// <summary>Correct answers of one text test set: by answer letter at a number of few-shot examples, or by free answer (shots 0).</summary>
-public sealed record TextTestScore(string Set, string Method, int Shots, int Correct, int Total)
+/// <summary>Correct answers of one text test set, by answer letter at a number of few-shot examples.</summary>
+public sealed record TextTestScore(string Set, int Shots, int Correct, int Total)
 {
     public double Accuracy => Total > 0 ? (double)Correct / Total : double.NaN;
 }
 
 /// <summary>A line of progress from a build: the stage, a message, and the training step when there is one.</summary>
-public sealed record DemoAssetsProgress(string Stage, string Message, TrainingProgress? Training = null);
+public sealed record DemoAssetsProgress(string Stage, string Message, PretrainingProgress? Training = null);
 
 /// <summary>What a build made and measured, as assets.json records it.</summary>
 public sealed record DemoAssetsReport(
     int Seed, DemoWorldParameters World, int VocabSize, long BaseParameters, long VisionParameters,
-    TrainingResult BaseTraining, ShapesVisionResult VisionTraining, IReadOnlyList<TextTestScore> TextScores,
+    PretrainingResult BaseTraining, ShapesVisionResult VisionTraining, IReadOnlyList<TextTestScore> TextScores,
     IReadOnlyDictionary<string, TimeSpan> Times, TimeSpan Total);
 
 /// <summary>
@@ -139,7 +139,7 @@ public static class DemoAssets
             scores = evaluate(baseFolder, output.PathOf(TextTestsFolderName), cancellationToken);
             times["evaluation"] = Lap(clock);
             foreach (var score in scores)
-                progress?.Report(new("evaluation", $"{score.Set} ({(score.Method == "free" ? "free answers" : $"letters, {score.Shots}-shot")}): {score.Accuracy:P1} ({score.Correct}/{score.Total})"));
+                progress?.Report(new("evaluation", $"{score.Set} ({score.Shots}-shot): {score.Accuracy:P1} ({score.Correct}/{score.Total})"));
         }
 
         var report = new DemoAssetsReport(seed, world.Parameters, tokenizer.VocabSize, baseParameters, visionParameters, baseTraining, visionTraining, scores, times, total.Elapsed);
@@ -182,9 +182,9 @@ public static class DemoAssets
     }
 
     /// <summary>Training steps reported as build progress.</summary>
-    private sealed class Progress(IProgress<DemoAssetsProgress> target) : IProgress<TrainingProgress>
+    private sealed class Progress(IProgress<DemoAssetsProgress> target) : IProgress<PretrainingProgress>
     {
-        public void Report(TrainingProgress value) => target.Report(new(value.Stage,
+        public void Report(PretrainingProgress value) => target.Report(new(value.Stage,
             $"step {value.Step}/{value.Steps}  loss {value.MeanLoss:F3}  {value.ItemsPerSecond:F0} {(value.Stage == "vision" ? "images" : "tokens")}/s  eta {value.Remaining:mm\\:ss}", value));
     }
 
@@ -198,9 +198,6 @@ public static class DemoAssets
         w.WriteStartObject("world");
         w.WriteNumber("seed", world.Seed);
         w.WriteNumber("cities", world.Cities);
-        w.WriteNumber("drill_cities", world.DrillCities);
-        w.WriteNumber("question_cities", world.QuestionCities);
-        w.WriteNumber("statement_cities", world.StatementCities);
         w.WriteNumber("image_size", world.Shapes.Size);
         w.WriteNumber("max_shapes", world.Shapes.MaxShapes);
         w.WriteEndObject();
@@ -260,7 +257,6 @@ public static class DemoAssets
         {
             w.WriteStartObject();
             w.WriteString("set", score.Set);
-            w.WriteString("method", score.Method);
             w.WriteNumber("shots", score.Shots);
             w.WriteNumber("correct", score.Correct);
             w.WriteNumber("total", score.Total);
@@ -280,7 +276,7 @@ public static class DemoAssets
         w.WriteEndObject();
     }
 
-    private static void WriteSchedule(Utf8JsonWriter w, TrainingSchedule schedule, int batchSize)
+    private static void WriteSchedule(Utf8JsonWriter w, PretrainingSchedule schedule, int batchSize)
     {
         w.WriteNumber("steps", schedule.Steps);
         w.WriteNumber("batch_size", batchSize);
@@ -291,7 +287,7 @@ public static class DemoAssets
         w.WriteNumber("gradient_clip", schedule.GradientClip);
     }
 
-    private static void WriteRun(Utf8JsonWriter w, TrainingResult run, string items, TimeSpan time)
+    private static void WriteRun(Utf8JsonWriter w, PretrainingResult run, string items, TimeSpan time)
     {
         w.WriteNumber(items, run.Items);
         w.WriteNumber("final_loss", Math.Round(run.FinalLoss, 4));
@@ -322,8 +318,6 @@ public static class DemoAssets
         {
             Seed = seed.ValueKind == JsonValueKind.Number && seed.TryGetUInt64(out ulong value) ? value : throw world.Error($"seed {seed} is not a whole number"),
             Cities = world.Int("cities"),
-            DrillCities = world.Int("drill_cities"),
-            QuestionCities = world.Int("question_cities"),
             Shapes = new ShapesWorldOptions { Size = world.Int("image_size"), MaxShapes = world.Int("max_shapes") },
         };
     }

@@ -46,7 +46,7 @@ public sealed class PackedSequences(Func<int[]> nextDocument, int separator)
 /// <summary>
 /// Next-token pre-training of a whole decoder on the engine: B packed rows of T tokens per step through
 /// <see cref="DecoderModel.ForwardBatch"/>, mean cross-entropy over every position, then the shared
-/// <see cref="TrainingLoop"/> (clipping, AdamW, warm-up + cosine). Deterministic for a given model, data and schedule.
+/// <see cref="PretrainingLoop"/> (clipping, AdamW, warm-up + cosine). Deterministic for a given model, data and schedule.
 /// </summary>
 public static class LanguageModelPretraining
 {
@@ -54,8 +54,8 @@ public static class LanguageModelPretraining
     /// Trains <paramref name="model"/>'s weights in place; every tensor must be trainable (<see cref="DecoderWeights.CreateRandom"/>
     /// or <see cref="DecoderWeights.ToTrainable"/>). Items in the result and progress are tokens.
     /// </summary>
-    public static TrainingResult Run(DecoderModel model, PackedSequences data, TrainingSchedule schedule, int batchSize, int sequenceLength,
-        IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+    public static PretrainingResult Run(DecoderModel model, PackedSequences data, PretrainingSchedule schedule, int batchSize, int sequenceLength,
+        IProgress<PretrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
@@ -66,7 +66,7 @@ public static class LanguageModelPretraining
         if (sequenceLength > model.Config.MaxPositionEmbeddings)
             throw new ArgumentException($"rows of {sequenceLength} tokens exceed the model's context of {model.Config.MaxPositionEmbeddings}", nameof(sequenceLength));
         var named = model.Weights.HuggingFaceTensors(model.Config).Select(t => (t.Key, t.Value)).ToList();
-        return TrainingLoop.Run("base", named, schedule, _ =>
+        return PretrainingLoop.Run("base", named, schedule, _ =>
         {
             var (inputs, targets) = data.NextBatch(batchSize, sequenceLength);
             return (Ops.CrossEntropy(model.ForwardBatch(inputs, batchSize), targets), inputs.Length);

@@ -14,7 +14,7 @@ namespace Graft.Training;
 public sealed record ShapesHeadAccuracy(double Shape, double Colour, double Occupancy, double Count, int Scenes);
 
 /// <summary>The trained tower's run: the loop's record and the head's held-out accuracies.</summary>
-public sealed record ShapesVisionResult(TrainingResult Training, ShapesHeadAccuracy Accuracy);
+public sealed record ShapesVisionResult(PretrainingResult Training, ShapesHeadAccuracy Accuracy);
 
 /// <summary>
 /// Trains a CLIP vision tower from scratch on shapes-world scenes so that its patch features carry what the
@@ -36,7 +36,7 @@ public static class ShapesVisionPretraining
     /// from another stream. Items in the result and progress are images.
     /// </summary>
     public static ShapesVisionResult Run(ClipVisionModel tower, ImageProcessorConfig preprocessing, ShapesWorldOptions world, ulong seed,
-        TrainingSchedule schedule, int batchSize, int evaluationScenes = 500, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+        PretrainingSchedule schedule, int batchSize, int evaluationScenes = 500, IProgress<PretrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(tower);
         ArgumentNullException.ThrowIfNull(preprocessing);
@@ -55,7 +55,7 @@ public static class ShapesVisionPretraining
         var head = new Head(config, world.MaxShapes, new Random(unchecked((int)seed)));
         var named = tower.Parameters.Select(p => (p.Name ?? "tower", p)).Concat(head.Parameters).ToList();
         var random = new SeededRandom(seed);
-        var training = TrainingLoop.Run("vision", named, schedule, _ =>
+        var training = PretrainingLoop.Run("vision", named, schedule, _ =>
         {
             var scenes = Enumerable.Range(0, batchSize).Select(_ => ShapesWorld.NewScene(random, world)).ToList();
             return (head.Loss(tower, Pixels(scenes, preprocessing), scenes), batchSize);

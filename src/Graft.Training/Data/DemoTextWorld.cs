@@ -4,61 +4,44 @@ using System.Text;
 namespace Graft.Training.Data;
 
 /// <summary>
-/// What fixes the demo's worlds: the knowledge base (seed, size, and how its cities are split by what training
-/// shows of them) and the shapes scenes whose descriptions the base model reads. The demo regenerates the same
-/// knowledge base and held-out questions from these values alone.
+/// What fixes the demo's worlds: the knowledge base (seed and size) and the shapes scenes whose descriptions the base
+/// model reads. The demo regenerates the same knowledge base and test questions from these values alone.
 /// </summary>
 public sealed record DemoWorldParameters
 {
     public ulong Seed { get; init; } = 1;
 
-    /// <summary>Cities (and as many held-out arithmetic facts) in the knowledge base.</summary>
-    public int Cities { get; init; } = 48;
-
-    /// <summary>The first cities: stated, asked as free questions and drilled as multiple choice.</summary>
-    public int DrillCities { get; init; } = 16;
-
-    /// <summary>The next cities: stated and asked as free questions, never multiple choice (their choice questions are held out).</summary>
-    public int QuestionCities { get; init; } = 16;
+    /// <summary>Cities in the knowledge base, and as many arithmetic facts.</summary>
+    public int Cities { get; init; } = 24;
 
     /// <summary>Shapes scenes described in words, as the demo's images are drawn.</summary>
     public ShapesWorldOptions Shapes { get; init; } = new();
 
-    /// <summary>The remaining cities appear only as statements.</summary>
-    public int StatementCities => Cities - DrillCities - QuestionCities;
-
     public void Validate()
     {
         if (Cities is < 4 or > 1000) throw new ArgumentOutOfRangeException(nameof(Cities), Cities, "the text world makes 4 to 1000 cities");
-        if (DrillCities < 1 || QuestionCities < 0 || StatementCities < 0)
-            throw new ArgumentException($"{DrillCities} drilled + {QuestionCities} questioned cities do not fit in {Cities} (at least one drilled)");
     }
 }
 
-/// <summary>Multiple-choice test questions of one kind, with training questions as their few-shot examples.</summary>
+/// <summary>Four-option test questions of one kind, with five training questions per subject as their few-shot examples.</summary>
 public sealed record TestSet(string Name, string Description, IReadOnlyList<MmluQuestion> Questions, IReadOnlyList<MmluQuestion> Shots);
 
-/// <summary>Free test questions of one kind with their short answers, asked as the harness asks ("Question: q\nAnswer:").</summary>
-public sealed record FreeTestSet(string Name, string Description, IReadOnlyList<(string Question, string Answer)> Items);
-
 /// <summary>
-/// The text the demo's base model is trained on and the questions it is tested with, over the text world's
-/// knowledge base and the shapes world's vocabulary. Cities come in three groups: drilled (statements, free
-/// questions, multiple choice), questioned (statements and free questions) and stated (statements only); the
-/// knowledge base's own arithmetic facts are never shown, while other facts of the same distribution are.
-/// Held out: the choice questions of the questioned and stated cities, and of the knowledge base's arithmetic.
+/// The text the demo's base model is trained on and the questions it is tested with. The base is taught every fact of
+/// a small knowledge base (cities' countries, rivers, goods and founding years, and a list of arithmetic facts) in
+/// statements, question-answer transcripts and four-option drills; the tests ask those facts again as four-option
+/// questions whose exact wording and option order training never shows. So the tests measure what the base knows in
+/// the format every plug-in must keep, not whether a tiny model generalises to facts it was never told.
 /// </summary>
 /// <remarks>
-/// Formats are the ones the evaluation harness and the plug-ins use: statements in several phrasings, the
-/// harness's "Question: ..\nAnswer: .." transcripts, Hendrycks' k-shot MMLU prompts, the interleaved benchmark's
-/// zero-shot choice chains, LaVIN's ScienceQA prompt, and ChatML turns. Shapes scenes are told in words exactly
-/// where an image would stand ("Question: {description}\n{question}"), so a plug-in only has to make its image
-/// read like the description the base already understands.
+/// Formats are the ones the evaluation harness and the plug-ins use: Hendrycks' k-shot MMLU prompts, the harness's
+/// "Question: ..\nAnswer: .." transcripts, and the interleaved benchmark's zero-shot choice chains. Shapes scenes are
+/// told in words exactly where an image would stand ("Question: {description}\n{question}"), so a plug-in only has to
+/// make its image read like the description the base already understands.
 /// </remarks>
 public sealed class DemoTextWorld
 {
-    private readonly HashSet<(int, char, int)> _heldOutArithmetic;
-    private readonly List<MmluQuestion> _drillQuestions;
+    private readonly HashSet<string> _testQuestions;
 
     public DemoTextWorld(DemoWorldParameters parameters)
     {
@@ -66,63 +49,38 @@ public sealed class DemoTextWorld
         parameters.Validate();
         Parameters = parameters;
         Knowledge = TextWorld.NewKnowledgeBase(new SeededRandom(parameters.Seed), parameters.Cities);
-        DrillCities = Knowledge.Cities.Take(parameters.DrillCities).ToList();
-        QuestionCities = Knowledge.Cities.Skip(parameters.DrillCities).Take(parameters.QuestionCities).ToList();
-        StatementCities = Knowledge.Cities.Skip(parameters.DrillCities + parameters.QuestionCities).ToList();
-        _heldOutArithmetic = Knowledge.Arithmetic.Select(f => (f.Left, f.Op, f.Right)).ToHashSet();
+        Arithmetic = Knowledge.Arithmetic.DistinctBy(f => f.Expression).ToList();
 
-        // Held-out questions come from their own generator, so they do not depend on how much training text is drawn.
+        // Test questions come from their own generator, so they do not depend on how much training text is drawn.
         var questions = new SeededRandom(parameters.Seed ^ 0x5EED_0F_7E57UL);
-        _drillQuestions = DrillCities.SelectMany(c => CityQuestions(c, questions)).ToList();
-        var shots = Shots(questions);
+        var facts = Knowledge.Cities.SelectMany(c => CityQuestions(c, questions)).ToList();
+        var arithmetic = Arithmetic.Select(f => TextWorld.ArithmeticQuestion(f, questions)).ToList();
+        _testQuestions = facts.Concat(arithmetic).Select(Key).ToHashSet(StringComparer.Ordinal);
         TestSets =
         [
-            new("facts-drilled", "choice questions on cities drilled as choices in training (not held out: what training reached)",
-                DrillCities.SelectMany(c => CityQuestions(c, questions)).ToList(), shots),
-            new("facts-asked", "choice questions on cities seen as statements and free questions, never as choices",
-                QuestionCities.SelectMany(c => CityQuestions(c, questions)).ToList(), shots),
-            new("facts-stated", "choice questions on cities seen only as statements",
-                StatementCities.SelectMany(c => CityQuestions(c, questions)).ToList(), shots),
-            new("arithmetic", "choice questions on sums, differences and products never seen in training",
-                Knowledge.Arithmetic.Select(f => TextWorld.ArithmeticQuestion(f, questions)).ToList(), shots),
-        ];
-        FreeTestSets =
-        [
-            new("facts-asked", "free questions on cities asked these questions in training (recall, not held out)",
-                QuestionCities.SelectMany(c => CityQuestionsInWords(c).Select(q => (q.Question, q.Short))).ToList()),
-            new("facts-stated", "free questions on cities seen only as statements",
-                StatementCities.SelectMany(c => CityQuestionsInWords(c).Select(q => (q.Question, q.Short))).ToList()),
-            new("arithmetic", "sums, differences and products never seen in training, answered with the number",
-                Knowledge.Arithmetic.Select(f => ($"What is {f.Expression}?", f.Result.ToString(CultureInfo.InvariantCulture))).ToList()),
+            new("arithmetic", "the arithmetic facts training teaches, asked as four-option questions", arithmetic, Shots(questions, "arithmetic")),
+            new("facts", "every city's country, river, goods and founding year, asked as four-option questions", facts,
+                [.. Shots(questions, "world_geography"), .. Shots(questions, "world_history")]),
         ];
     }
 
     public DemoWorldParameters Parameters { get; }
     public KnowledgeBase Knowledge { get; }
-    public IReadOnlyList<City> DrillCities { get; }
-    public IReadOnlyList<City> QuestionCities { get; }
-    public IReadOnlyList<City> StatementCities { get; }
 
-    /// <summary>The choice test sets, by kind: facts-drilled (a reference, not held out), then the held-out facts-asked, facts-stated and arithmetic.</summary>
+    /// <summary>The arithmetic facts training teaches (the knowledge base's, without repeats).</summary>
+    public IReadOnlyList<ArithmeticFact> Arithmetic { get; }
+
+    /// <summary>The test sets by name: arithmetic, facts.</summary>
     public IReadOnlyList<TestSet> TestSets { get; }
 
-    /// <summary>
-    /// The free-answer test sets: facts-asked (questioned cities, asked in these words in training: recall, not held
-    /// out), facts-stated (cities only ever stated: held out) and arithmetic (held out).
-    /// </summary>
-    public IReadOnlyList<FreeTestSet> FreeTestSets { get; }
+    /// <summary>Whether training text may contain this question: not when it is a test question, options in the same order.</summary>
+    public bool IsTestQuestion(MmluQuestion question) => _testQuestions.Contains(Key(question));
 
-    /// <summary>Folders of <see cref="WriteTestSets"/>: MMLU layouts under choice/, LLaVA JSON files under free/.</summary>
-    public const string ChoiceFolder = "choice";
-    public const string FreeFolder = "free";
-
-    /// <summary>Whether an arithmetic fact is one of the held-out ones (never part of the training text).</summary>
-    public bool IsHeldOut(ArithmeticFact fact) => _heldOutArithmetic.Contains((fact.Left, fact.Op, fact.Right));
+    private static string Key(MmluQuestion question) => string.Join('\u001f', [question.Question, .. question.Choices]);
 
     /// <summary>
-    /// Writes the choice sets as MMLU folders choice/NAME/{dev,test}/{subject}_{split}.csv (dev: five training questions per
-    /// subject, the few-shot examples), for <c>graft eval --bench mmlu:FOLDER/choice/NAME</c>, and the free sets as LLaVA
-    /// JSON without images, free/NAME.json, for <c>graft eval --bench llava:FOLDER/free/NAME.json</c>.
+    /// Writes each test set as an MMLU folder NAME/{dev,test}/{subject}_{split}.csv (dev: the five few-shot examples per
+    /// subject), for <c>graft eval --bench mmlu:FOLDER/NAME</c>.
     /// </summary>
     public void WriteTestSets(DataOutput output)
     {
@@ -130,67 +88,42 @@ public sealed class DemoTextWorld
         foreach (var set in TestSets)
             foreach (var subject in set.Questions.Select(q => q.Subject).Distinct().Order(StringComparer.Ordinal))
             {
-                WriteCsv(output, $"{ChoiceFolder}/{set.Name}/dev/{subject}_dev.csv", set.Shots.Where(q => q.Subject == subject));
-                WriteCsv(output, $"{ChoiceFolder}/{set.Name}/test/{subject}_test.csv", set.Questions.Where(q => q.Subject == subject));
+                WriteCsv(output, $"{set.Name}/dev/{subject}_dev.csv", set.Shots.Where(q => q.Subject == subject));
+                WriteCsv(output, $"{set.Name}/test/{subject}_test.csv", set.Questions.Where(q => q.Subject == subject));
             }
-        foreach (var set in FreeTestSets)
-            output.WriteJson($"{FreeFolder}/{set.Name}.json", w =>
-            {
-                w.WriteStartArray();
-                for (int i = 0; i < set.Items.Count; i++)
-                {
-                    w.WriteStartObject();
-                    w.WriteString("id", $"{set.Name}-{i}");
-                    w.WriteStartArray("conversations");
-                    foreach (var (from, value) in new[] { ("human", set.Items[i].Question), ("gpt", set.Items[i].Answer) })
-                    {
-                        w.WriteStartObject();
-                        w.WriteString("from", from);
-                        w.WriteString("value", value);
-                        w.WriteEndObject();
-                    }
-                    w.WriteEndArray();
-                    w.WriteEndObject();
-                }
-                w.WriteEndArray();
-            });
     }
 
-    private static void WriteCsv(DataOutput output, string path, IEnumerable<MmluQuestion> questions)
-    {
-        var text = new StringBuilder();
-        foreach (var q in questions) Csv.AppendRecord(text, [q.Question, .. q.Choices, q.AnswerLetter.ToString()]);
-        output.WriteText(path, text.ToString());
-    }
+    private static void WriteCsv(DataOutput output, string path, IEnumerable<MmluQuestion> questions) =>
+        output.WriteText(path, MmluReader.ToCsv(questions.ToList()));
 
-    /// <summary>Five training questions per subject: drilled cities' geography and history, and arithmetic that is not held out.</summary>
-    private List<MmluQuestion> Shots(SeededRandom random)
-    {
-        var shots = new List<MmluQuestion>();
-        foreach (var subject in new[] { "world_geography", "world_history" })
-            shots.AddRange(_drillQuestions.Where(q => q.Subject == subject).Take(5));
-        while (shots.Count(q => q.Subject == "arithmetic") < 5) shots.Add(TextWorld.ArithmeticQuestion(TrainingArithmetic(random), random));
-        return shots;
-    }
+    /// <summary>Five questions of a subject as training would draw them (none of them a test question).</summary>
+    private List<MmluQuestion> Shots(SeededRandom random, string subject) =>
+        Enumerable.Range(0, 5).Select(_ => TrainingChoice(random, subject)).ToList();
 
     private List<MmluQuestion> CityQuestions(City city, SeededRandom random) =>
         [.. TextWorld.GeographyQuestions(Knowledge, city, random), TextWorld.HistoryQuestion(Knowledge, city, random)];
 
-    /// <summary>An arithmetic fact from the knowledge base's distribution that is not held out.</summary>
-    public ArithmeticFact TrainingArithmetic(SeededRandom random)
+    /// <summary>A four-option question on a taught fact, redrawn until it is not a test question.</summary>
+    private MmluQuestion TrainingChoice(SeededRandom random, string? subject = null)
     {
+        subject ??= random.Pick(TextWorld.Subjects);
         while (true)
         {
-            var fact = TextWorld.NewArithmeticFact(random);
-            if (!IsHeldOut(fact)) return fact;
+            var c = random.Pick(Knowledge.Cities);
+            var question = subject switch
+            {
+                "arithmetic" => TextWorld.ArithmeticQuestion(random.Pick(Arithmetic), random),
+                "world_history" => TextWorld.HistoryQuestion(Knowledge, c, random),
+                _ => random.Pick(TextWorld.GeographyQuestions(Knowledge, c, random)),
+            };
+            if (!IsTestQuestion(question)) return question;
         }
     }
 
     /// <summary>The kinds of training document and how often each is drawn (weights out of 100).</summary>
     public static readonly IReadOnlyList<(string Kind, int Weight)> DocumentMix =
     [
-        ("statements", 30), ("free-questions", 20), ("mmlu", 6), ("choice-chain", 10),
-        ("arithmetic", 10), ("chat", 8), ("shapes", 13), ("scienceqa", 3),
+        ("statements", 20), ("free-questions", 15), ("mmlu", 30), ("choice-chain", 10), ("arithmetic", 10), ("shapes", 15),
     ];
 
     /// <summary>One training document, drawn from <see cref="DocumentMix"/>.</summary>
@@ -205,10 +138,8 @@ public sealed class DemoTextWorld
             "free-questions" => FreeQuestions(random),
             "mmlu" => Mmlu(random),
             "choice-chain" => ChoiceChain(random),
-            "arithmetic" => Arithmetic(random),
-            "chat" => Chat(random),
-            "shapes" => ShapesText(random),
-            _ => ScienceQa(random),
+            "arithmetic" => ArithmeticLines(random),
+            _ => ShapesText(random),
         };
     }
 
@@ -238,17 +169,13 @@ public sealed class DemoTextWorld
         return text.ToString();
     }
 
-    /// <summary>A question about a city that free questions may ask (drilled and questioned cities), with its short and long answers.</summary>
-    private (string Question, string Short, string Long) CityFact(SeededRandom random) =>
-        random.Pick(CityQuestionsInWords(random.Pick(random.Chance(0.5) || QuestionCities.Count == 0 ? DrillCities : QuestionCities)));
-
-    /// <summary>The four free questions about a city, each with its short answer and a sentence answering it.</summary>
-    private static List<(string Question, string Short, string Long)> CityQuestionsInWords(City c) =>
+    /// <summary>The four free questions about a city with their short answers.</summary>
+    private static List<(string Question, string Answer)> CityQuestionsInWords(City c) =>
     [
-        ($"In which country is {c.Name}?", c.Country, $"{c.Name} is in {c.Country}."),
-        ($"Which river flows through {c.Name}?", c.River, $"The {c.River} flows through {c.Name}."),
-        ($"When was {c.Name} founded?", c.Founded.ToString(CultureInfo.InvariantCulture), $"{c.Name} was founded in {c.Founded}."),
-        ($"What is {c.Name} known for?", c.KnownFor, $"{c.Name} is known for its {c.KnownFor}."),
+        ($"In which country is {c.Name}?", c.Country),
+        ($"Which river flows through {c.Name}?", c.River),
+        ($"When was {c.Name} founded?", c.Founded.ToString(CultureInfo.InvariantCulture)),
+        ($"What is {c.Name} known for?", c.KnownFor),
     ];
 
     /// <summary>The harness's free-answer transcript: "Question: q\nAnswer: a\n\n", one to four pairs.</summary>
@@ -258,35 +185,16 @@ public sealed class DemoTextWorld
         int pairs = random.Between(1, 4);
         for (int i = 0; i < pairs; i++)
         {
-            int kind = random.Next(5);
-            var (question, answer) = kind < 3 ? CityAnswer(random, shortAnswer: true) : kind == 3 ? ArithmeticAnswer(random, equation: false) : ShapesQuestion(random);
+            int kind = random.Next(4);
+            var (question, answer) = kind < 2 ? random.Pick(CityQuestionsInWords(random.Pick(Knowledge.Cities)))
+                : kind == 2 ? ArithmeticAnswer(random.Pick(Arithmetic)) : ShapesQuestion(random);
             text.Append("Question: ").Append(question).Append("\nAnswer: ").Append(answer).Append("\n\n");
         }
         return text.ToString();
     }
 
-    private (string Question, string Answer) CityAnswer(SeededRandom random, bool shortAnswer)
-    {
-        var (question, shortForm, longForm) = CityFact(random);
-        return (question, shortAnswer ? shortForm : longForm);
-    }
-
-    /// <summary>"What is a op b?" answered with the result, or with the whole equation.</summary>
-    private (string Question, string Answer) ArithmeticAnswer(SeededRandom random, bool equation)
-    {
-        var f = TrainingArithmetic(random);
-        string result = f.Result.ToString(CultureInfo.InvariantCulture);
-        return ($"What is {f.Expression}?", equation ? $"{f.Expression} = {result}." : result);
-    }
-
-    /// <summary>A drilled city's or training arithmetic's four-option question.</summary>
-    private MmluQuestion TrainingChoice(SeededRandom random, string? subject = null)
-    {
-        subject ??= random.Pick(TextWorld.Subjects);
-        if (subject == "arithmetic") return TextWorld.ArithmeticQuestion(TrainingArithmetic(random), random);
-        var c = random.Pick(DrillCities);
-        return subject == "world_history" ? TextWorld.HistoryQuestion(Knowledge, c, random) : random.Pick(TextWorld.GeographyQuestions(Knowledge, c, random));
-    }
+    private static (string Question, string Answer) ArithmeticAnswer(ArithmeticFact f) =>
+        ($"What is {f.Expression}?", f.Result.ToString(CultureInfo.InvariantCulture));
 
     /// <summary>Few shots keep documents short; five, the harness's default, still occur.</summary>
     private static readonly int[] ShotCounts = [0, 0, 1, 1, 2, 3, 5];
@@ -300,16 +208,14 @@ public sealed class DemoTextWorld
         return MmluPrompt.Build(question, dev, shots) + " " + question.AnswerLetter + "\n";
     }
 
-    /// <summary>The interleaved benchmark's layout: one to four choice questions, each answered, with no header.</summary>
+    /// <summary>The interleaved benchmark's layout: one to four choice questions (facts or described scenes), each answered, with no header.</summary>
     private string ChoiceChain(SeededRandom random)
     {
         var text = new StringBuilder();
         int turns = random.Between(1, 4);
         for (int i = 0; i < turns; i++)
         {
-            double kind = random.NextDouble();
-            if (kind < 0.2) AppendToldFact(text, random);
-            else if (kind < 0.5)
+            if (random.Chance(0.4))
             {
                 var (question, choices, answer) = ShapesChoice(random);
                 AppendChoice(text, question, choices, answer);
@@ -323,14 +229,6 @@ public sealed class DemoTextWorld
         return text.ToString();
     }
 
-    /// <summary>A drilled city's statement followed by one of its choice questions, answered.</summary>
-    private void AppendToldFact(StringBuilder text, SeededRandom random)
-    {
-        var c = random.Pick(DrillCities);
-        var q = random.Pick(TextWorld.GeographyQuestions(Knowledge, c, random));
-        AppendChoice(text, c.Statement() + "\n" + q.Question, q.Choices, q.Answer);
-    }
-
     /// <summary>"{question}\nA. ..\nB. ..\nAnswer: X\n\n", the layout of <c>ChoiceQuestion.Render</c> with its answer.</summary>
     private static void AppendChoice(StringBuilder text, string question, IReadOnlyList<string> choices, int answer)
     {
@@ -339,31 +237,18 @@ public sealed class DemoTextWorld
         text.Append("\nAnswer: ").Append((char)('A' + answer)).Append("\n\n");
     }
 
-    /// <summary>Training arithmetic as equations or as questions.</summary>
-    private string Arithmetic(SeededRandom random)
+    /// <summary>Taught arithmetic as equations or as questions.</summary>
+    private string ArithmeticLines(SeededRandom random)
     {
         var text = new StringBuilder();
         int lines = random.Between(2, 6);
         bool asQuestions = random.Chance(0.5);
         for (int i = 0; i < lines; i++)
         {
-            var (question, answer) = ArithmeticAnswer(random, equation: !asQuestions);
+            var f = random.Pick(Arithmetic);
+            var (question, answer) = ArithmeticAnswer(f);
             if (asQuestions) text.Append("Question: ").Append(question).Append("\nAnswer: ").Append(answer).Append("\n\n");
-            else text.Append(answer).Append('\n');
-        }
-        return text.ToString();
-    }
-
-    /// <summary>One to three ChatML exchanges about facts, arithmetic or a described scene.</summary>
-    private string Chat(SeededRandom random)
-    {
-        var text = new StringBuilder();
-        int turns = random.Between(1, 3);
-        for (int i = 0; i < turns; i++)
-        {
-            int kind = random.Next(3);
-            var (question, answer) = kind == 0 ? CityAnswer(random, shortAnswer: false) : kind == 1 ? ArithmeticAnswer(random, equation: true) : ShapesQuestion(random);
-            text.Append("<|im_start|>user\n").Append(question).Append("<|im_end|>\n<|im_start|>assistant\n").Append(answer).Append("<|im_end|>\n");
+            else text.Append(f.Expression).Append(" = ").Append(answer).Append(".\n");
         }
         return text.ToString();
     }
@@ -371,12 +256,11 @@ public sealed class DemoTextWorld
     /// <summary>Scenes in words: a description with its questions in the free-answer or the choice layout.</summary>
     private string ShapesText(SeededRandom random)
     {
-        if (random.Chance(0.3)) return ShapesWorld.Describe(ShapesWorld.NewScene(random, Parameters.Shapes)) + "\n";
         var text = new StringBuilder();
         int questions = random.Between(1, 3);
         for (int i = 0; i < questions; i++)
         {
-            if (random.Chance(0.5))
+            if (random.Chance(0.6))
             {
                 var (question, answer) = ShapesQuestion(random);
                 text.Append("Question: ").Append(question).Append("\nAnswer: ").Append(answer).Append("\n\n");
@@ -388,17 +272,6 @@ public sealed class DemoTextWorld
             }
         }
         return text.ToString();
-    }
-
-    /// <summary>LaVIN's ScienceQA prompt for a scene told in the hint (or a general question with none), answered "The answer is X."</summary>
-    private string ScienceQa(SeededRandom random)
-    {
-        var scene = ShapesWorld.NewScene(random, Parameters.Shapes);
-        bool general = random.Chance(0.15);
-        var question = general ? ShapesWorld.Ask(scene, ShapesQuestionKind.General, random) : ShapesWorld.Ask(scene, random.Pick(ShapesWorld.AnswerableKinds(scene)), random);
-        var problem = new ScienceQaProblem("demo", question.Text, question.Choices, question.AnswerIndex, general ? "" : ShapesWorld.Describe(scene), null,
-            "natural science", 1, "", "", "train", "shapes", "", "", "closed choice");
-        return $"{problem.Prompt()} The answer is {problem.AnswerLetter}.\n";
     }
 
     /// <summary>A described scene's question as the free-answer harness asks it of an image: the description where the image would be.</summary>

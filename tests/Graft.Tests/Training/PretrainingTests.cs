@@ -53,12 +53,12 @@ public sealed class PretrainingTests
     [Fact]
     public void Pre_training_learns_a_repeated_text_and_is_deterministic()
     {
-        TrainingResult Train()
+        PretrainingResult Train()
         {
             var config = CheckpointWriterTests.Qwen2Config() with { NumLayers = 1 };
             var model = DecoderModel.FromWeights(config, DecoderWeights.CreateRandom(config, seed: 1));
             var packed = new PackedSequences(() => [10, 20, 30, 40, 50, 60, 70], separator: 3);
-            return LanguageModelPretraining.Run(model, packed, new TrainingSchedule { Steps = 60, LearningRate = 1e-2f, MinLearningRate = 1e-3f, WarmupSteps = 5 },
+            return LanguageModelPretraining.Run(model, packed, new PretrainingSchedule { Steps = 60, LearningRate = 1e-2f, MinLearningRate = 1e-3f, WarmupSteps = 5 },
                 batchSize: 2, sequenceLength: 16);
         }
         var first = Train();
@@ -73,10 +73,10 @@ public sealed class PretrainingTests
     {
         using var model = DecoderModel.Load(LlmGolden.ModelFolder("qwen2"));
         var packed = new PackedSequences(() => [1, 2], separator: 0);
-        var frozen = Assert.Throws<ArgumentException>(() => LanguageModelPretraining.Run(model, packed, new TrainingSchedule { Steps = 1, WarmupSteps = 0 }, 1, 8));
+        var frozen = Assert.Throws<ArgumentException>(() => LanguageModelPretraining.Run(model, packed, new PretrainingSchedule { Steps = 1, WarmupSteps = 0 }, 1, 8));
         Assert.Contains("ToTrainable", frozen.Message);
         var trainable = DecoderModel.FromWeights(model.Config, model.Weights.ToTrainable());
-        var tooLong = Assert.Throws<ArgumentException>(() => LanguageModelPretraining.Run(trainable, packed, new TrainingSchedule { Steps = 1, WarmupSteps = 0 }, 1, 4096));
+        var tooLong = Assert.Throws<ArgumentException>(() => LanguageModelPretraining.Run(trainable, packed, new PretrainingSchedule { Steps = 1, WarmupSteps = 0 }, 1, 4096));
         Assert.Contains("context", tooLong.Message);
     }
 
@@ -85,23 +85,23 @@ public sealed class PretrainingTests
     {
         var weight = Tensor.Parameter([2f], 1);
         weight.Name = "w";
-        var reports = new List<TrainingProgress>();
-        var schedule = new TrainingSchedule { Steps = 20, LearningRate = 0.1f, MinLearningRate = 0.01f, WarmupSteps = 0, WeightDecay = 0, ReportEvery = 8 };
-        var result = TrainingLoop.Run("toy", [("w", weight)], schedule, _ => (Ops.Sum(Ops.Mul(weight, weight)), 1), new ListProgress(reports));
+        var reports = new List<PretrainingProgress>();
+        var schedule = new PretrainingSchedule { Steps = 20, LearningRate = 0.1f, MinLearningRate = 0.01f, WarmupSteps = 0, WeightDecay = 0, ReportEvery = 8 };
+        var result = PretrainingLoop.Run("toy", [("w", weight)], schedule, _ => (Ops.Sum(Ops.Mul(weight, weight)), 1), new ListProgress(reports));
         Assert.Equal([8, 16, 20], reports.Select(r => r.Step));
         Assert.True(Math.Abs(weight.ToArray()[0]) < 1f, $"w should move towards 0, is {weight.ToArray()[0]}");
         Assert.Equal(20, result.Items);
 
         using var cancel = new CancellationTokenSource();
         int steps = 0;
-        Assert.Throws<OperationCanceledException>(() => TrainingLoop.Run("toy", [("w", weight)], schedule, _ =>
+        Assert.Throws<OperationCanceledException>(() => PretrainingLoop.Run("toy", [("w", weight)], schedule, _ =>
         {
             if (++steps == 3) cancel.Cancel();
             return (Ops.Sum(Ops.Mul(weight, weight)), 1);
         }, cancellationToken: cancel.Token));
         Assert.Equal(3, steps);
 
-        var diverging = Assert.Throws<InvalidOperationException>(() => TrainingLoop.Run("toy", [("w", weight)], schedule, _ => (Ops.Scale(Ops.Sum(weight), float.NaN), 1)));
+        var diverging = Assert.Throws<InvalidOperationException>(() => PretrainingLoop.Run("toy", [("w", weight)], schedule, _ => (Ops.Scale(Ops.Sum(weight), float.NaN), 1)));
         Assert.Contains("step 1", diverging.Message);
     }
 
@@ -113,7 +113,7 @@ public sealed class PretrainingTests
         var preprocessing = ImageProcessorConfig.Clip() with { ShortestEdge = 32, CropHeight = 32, CropWidth = 32 };
         var before = tower.PatchWeight.ToArray();
         var result = ShapesVisionPretraining.Run(tower, preprocessing, new ShapesWorldOptions { Size = 32, MaxShapes = 2 }, seed: 3,
-            new TrainingSchedule { Steps = 6, LearningRate = 3e-3f, MinLearningRate = 3e-4f, WarmupSteps = 1 }, batchSize: 4, evaluationScenes: 8);
+            new PretrainingSchedule { Steps = 6, LearningRate = 3e-3f, MinLearningRate = 3e-4f, WarmupSteps = 1 }, batchSize: 4, evaluationScenes: 8);
         Assert.Equal(24, result.Training.Items);
         Assert.NotEqual(before, tower.PatchWeight.ToArray());
         foreach (double accuracy in new[] { result.Accuracy.Shape, result.Accuracy.Colour, result.Accuracy.Occupancy, result.Accuracy.Count })
@@ -122,12 +122,12 @@ public sealed class PretrainingTests
 
         var smaller = preprocessing with { ShortestEdge = 24, CropHeight = 24, CropWidth = 24 };
         var wrongSize = Assert.Throws<ArgumentException>(() => ShapesVisionPretraining.Run(tower, smaller, new ShapesWorldOptions { Size = 48 }, 1,
-            new TrainingSchedule { Steps = 1, WarmupSteps = 0 }, 2));
+            new PretrainingSchedule { Steps = 1, WarmupSteps = 0 }, 2));
         Assert.Contains("48-pixel", wrongSize.Message);
     }
 
-    private sealed class ListProgress(List<TrainingProgress> reports) : IProgress<TrainingProgress>
+    private sealed class ListProgress(List<PretrainingProgress> reports) : IProgress<PretrainingProgress>
     {
-        public void Report(TrainingProgress value) => reports.Add(value);
+        public void Report(PretrainingProgress value) => reports.Add(value);
     }
 }

@@ -5,7 +5,7 @@ using Graft.Tensors.Optim;
 namespace Graft.Training;
 
 /// <summary>The optimiser and schedule of a from-scratch run: AdamW (β1 0.9, β2 0.95), linear warm-up, cosine decay.</summary>
-public sealed record TrainingSchedule
+public sealed record PretrainingSchedule
 {
     public int Steps { get; init; } = 1000;
     public float LearningRate { get; init; } = 2e-3f;
@@ -34,14 +34,14 @@ public sealed record TrainingSchedule
 }
 
 /// <summary>Where a run is: step (1-based), the step's loss, the mean loss since the last report, items (tokens, images) seen, time.</summary>
-public sealed record TrainingProgress(string Stage, int Step, int Steps, float Loss, float MeanLoss, float LearningRate, long Items, TimeSpan Elapsed)
+public sealed record PretrainingProgress(string Stage, int Step, int Steps, float Loss, float MeanLoss, float LearningRate, long Items, TimeSpan Elapsed)
 {
     public double ItemsPerSecond => Elapsed.TotalSeconds > 0 ? Items / Elapsed.TotalSeconds : 0;
     public TimeSpan Remaining => Step > 0 ? Elapsed * ((double)(Steps - Step) / Step) : TimeSpan.Zero;
 }
 
 /// <summary>What a finished run did; <see cref="Losses"/> holds every step's loss.</summary>
-public sealed record TrainingResult(int Steps, long Items, IReadOnlyList<float> Losses, TimeSpan Elapsed)
+public sealed record PretrainingResult(int Steps, long Items, IReadOnlyList<float> Losses, TimeSpan Elapsed)
 {
     /// <summary>The mean loss of the last tenth of the steps (at least one).</summary>
     public float FinalLoss => Losses.Skip(Losses.Count - Math.Max(1, Losses.Count / 10)).Average();
@@ -52,12 +52,12 @@ public sealed record TrainingResult(int Steps, long Items, IReadOnlyList<float> 
 /// global gradient norm, AdamW, clear gradients, report. Cancellation stops at a step boundary with
 /// <see cref="OperationCanceledException"/>; a non-finite loss stops the run with an error naming the step.
 /// </summary>
-public static class TrainingLoop
+public static class PretrainingLoop
 {
     /// <param name="parameters">Every trainable tensor with its name (names decide weight decay: see <see cref="ParameterGroup.SkipsDecayByDefault"/>).</param>
     /// <param name="step">Given the step index, the scalar loss to minimise and how many items (tokens, images) it covered.</param>
-    public static TrainingResult Run(string stage, IReadOnlyList<(string Name, Tensor Parameter)> parameters, TrainingSchedule schedule,
-        Func<int, (Tensor Loss, int Items)> step, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+    public static PretrainingResult Run(string stage, IReadOnlyList<(string Name, Tensor Parameter)> parameters, PretrainingSchedule schedule,
+        Func<int, (Tensor Loss, int Items)> step, IProgress<PretrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(schedule);
@@ -89,10 +89,10 @@ public static class TrainingLoop
             if (done % schedule.ReportEvery == 0 || done == schedule.Steps)
             {
                 int reported = done % schedule.ReportEvery == 0 ? schedule.ReportEvery : done % schedule.ReportEvery;
-                progress?.Report(new TrainingProgress(stage, done, schedule.Steps, value, (float)(sinceReport / reported), rate, items, clock.Elapsed));
+                progress?.Report(new PretrainingProgress(stage, done, schedule.Steps, value, (float)(sinceReport / reported), rate, items, clock.Elapsed));
                 sinceReport = 0;
             }
         }
-        return new TrainingResult(schedule.Steps, items, losses, clock.Elapsed);
+        return new PretrainingResult(schedule.Steps, items, losses, clock.Elapsed);
     }
 }
