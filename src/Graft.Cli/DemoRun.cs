@@ -78,7 +78,7 @@ internal static class DemoRun
         log.WriteLine($"evaluating the base ({assets.Base})");
         var baseRun = EvalCommand.Evaluate(assets.Base, benches, evalOptions, evalProgress);
         var baseEntry = new ReportEntry("base", 0, FolderBytes(assets.Base, "*.safetensors"), baseRun, null);
-        var baseRow = Row("base", "base", 0, TimeSpan.Zero, 0, baseEntry);
+        var baseRow = Row("base", "base", 0, TimeSpan.Zero, 0, baseEntry, routesText: false);
 
         var rows = new List<DemoRow>();
         foreach (var variant in settings.Variants.Select(Find))
@@ -135,17 +135,18 @@ internal static class DemoRun
 
         string baseFolder = training.BaseFolder ?? assets.Base;
         var textRun = training.BaseFolder is null ? baseRun : EvalCommand.Evaluate(baseFolder, benches, evalOptions, ProgressBar.ForStandardError(progress));
-        var (pluginRun, trainable, _) = EvalCommand.EvaluatePlugin(baseFolder, training.PluginFolder, assets.Vision, null, benches, evalOptions, ProgressBar.ForStandardError(progress));
+        var (pluginRun, trainable, routesText) = EvalCommand.EvaluatePlugin(baseFolder, training.PluginFolder, assets.Vision, null, benches, evalOptions, ProgressBar.ForStandardError(progress));
         if (training.BaseFolder is not null) trainable += DecoderModel.Inspect(baseFolder).ParameterCount;
         var entry = new ReportEntry(variant.Name, trainable, FolderBytes(training.PluginFolder, "*"), textRun, pluginRun);
-        return Row(variant.Name, recipe.Design, trainable, training.Elapsed, training.Steps, entry);
+        return Row(variant.Name, recipe.Design, trainable, training.Elapsed, training.Steps, entry, routesText);
     }
 
-    private static DemoRow Row(string name, string design, long trainable, TimeSpan time, int steps, ReportEntry entry)
+    /// <summary>A table row from a report entry whose runs score, in order, the text tests, the image questions and IIT.</summary>
+    private static DemoRow Row(string name, string design, long trainable, TimeSpan time, int steps, ReportEntry entry, bool routesText)
     {
         var text = entry.BaseRoute.Results[0].Overall;
         var plugin = entry.PluginRoute;
-        Score? textViaPlugin = plugin is not null && plugin.Route.Contains("text via plug-in", StringComparison.Ordinal) ? plugin.Results[0].TextOnly : null;
+        Score? textViaPlugin = routesText ? plugin?.Results[0].TextOnly : null;
         return new DemoRow(name, design, trainable, time, steps, plugin?.Results[1].WithImage, text, textViaPlugin, plugin?.Results[2].Overall, entry);
     }
 
