@@ -20,6 +20,8 @@ internal static class BenchCommand
         bench.Subcommands.Add(VisionBench.Create());
         bench.Subcommands.Add(DecodeBench.Create());
         bench.Subcommands.Add(BatchBench.Create());
+        bench.Subcommands.Add(TrainBench.Create());
+        bench.Subcommands.Add(ServeBench.Create());
         return bench;
     }
 }

@@ -3,6 +3,7 @@ using Graft.Models.Chat;
 using Graft.Models.Generation;
 using Graft.Models.Imaging;
 using Graft.Models.Tokenization;
+using Graft.Plugins;
 
 namespace Graft.Cli;
 
@@ -48,10 +49,11 @@ public static class ChatCommand
                 var config = GenerationConfig.FromFolder(folder);
                 if (parseResult.GetValue(plugin) is { } pluginFolder)
                 {
-                    using var generation = PluginGeneration.Open(folder, pluginFolder, parseResult.GetValue(vision), ContextTokens);
+                    using var deployment = PluginDeployment.Open(folder, [KeyValuePair.Create(GenerateCommand.PluginName, pluginFolder)], parseResult.GetValue(vision));
+                    var session = new PluginSession(deployment.Host, GenerateCommand.PluginName, ContextTokens);
                     await Converse(reader, output, error, tokenizer, config, acceptsImages: true, (history, images) =>
                     {
-                        var request = generation.Session.Request(generation.ChatPrompt(tokenizer, chatTemplate, history, images));
+                        var request = session.Request(PluginDeployment.ChatPrompt(deployment.Host.Plugin(GenerateCommand.PluginName), tokenizer, chatTemplate, history, images));
                         return (request, request.PromptIds);
                     }, cancellationToken);
                     return 0;
@@ -74,7 +76,7 @@ public static class ChatCommand
                 await error.WriteLineAsync("graft chat: cancelled");
                 return 130;
             }
-            catch (Exception e) when (GenerateCommand.IsUserError(e) || PluginGeneration.IsUserError(e))
+            catch (Exception e) when (GenerateCommand.IsUserError(e) || PluginDeployment.IsUserError(e))
             {
                 await error.WriteLineAsync("graft chat: " + e.Message);
                 return 1;

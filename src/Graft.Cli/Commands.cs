@@ -21,5 +21,6 @@ internal static class Commands
         EvalCommand.Create(),
         ReportCommand.Create(),
         TrainCommand.Create(),
+        ServeCommand.Create(),
     ];
 }

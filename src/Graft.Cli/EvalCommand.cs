@@ -62,7 +62,7 @@ public static class EvalCommand
         string folder, string pluginFolder, string? visionFolder, TextRoute? textRoute, IReadOnlyList<BenchSpec> benches, EvalOptions options, ProgressBar? progress)
     {
         using var model = DecoderModel.Load(folder);
-        using var vision = PluginGeneration.LoadPlugin(model, pluginFolder, visionFolder, out var plugin) as IDisposable;
+        using var vision = PluginDeployment.LoadPlugin(model, pluginFolder, visionFolder, out var plugin) as IDisposable;
         var route = textRoute ?? (plugin.CanRouteText ? TextRoute.Plugin : TextRoute.Base);
         var host = new PluginHost(model);
         string name = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(pluginFolder));

@@ -4,6 +4,7 @@ using Graft.Models.Chat;
 using Graft.Models.Generation;
 using Graft.Models.Imaging;
 using Graft.Models.Tokenization;
+using Graft.Plugins;
 
 namespace Graft.Cli;
 
@@ -19,6 +20,9 @@ namespace Graft.Cli;
 /// </summary>
 public static class GenerateCommand
 {
+    /// <summary>The name the one plug-in of `generate` and `chat` is attached under.</summary>
+    internal const string PluginName = "plugin";
+
     /// <param name="loadModel">Opens the model of a Hugging Face folder for sequences of up to the given number of
     /// tokens (fewer when the model's own limit is lower); disposed after use when disposable.</param>
     public static Command Create(Func<string, int, ITokenSequenceModel> loadModel)
@@ -78,10 +82,11 @@ public static class GenerateCommand
 
                 RgbImage[] images = imagePath is null ? [] : [ImageDecoder.Load(imagePath)];
                 // No session-wide limit: the request sizes its cache to the prompt and --max-tokens, capped as the base is.
-                using var generation = PluginGeneration.Open(folder, pluginFolder, parseResult.GetValue(vision), int.MaxValue);
-                var request = generation.Session.Request(chatTemplate is not null
-                    ? generation.ChatPrompt(tokenizer, chatTemplate, [ChatMessage.User(text)], [images])
-                    : generation.PlainPrompt(tokenizer, text, images), options.MaxTokens);
+                using var deployment = PluginDeployment.Open(folder, [KeyValuePair.Create(PluginName, pluginFolder)], parseResult.GetValue(vision));
+                var session = new PluginSession(deployment.Host, PluginName, int.MaxValue);
+                var request = session.Request(chatTemplate is not null
+                    ? PluginDeployment.ChatPrompt(deployment.Host.Plugin(PluginName), tokenizer, chatTemplate, [ChatMessage.User(text)], [images])
+                    : PluginDeployment.PlainPrompt(deployment.Host.Plugin(PluginName), tokenizer, text, images), options.MaxTokens);
                 await Stream(new TextGenerator(tokenizer, request, config.EosTokenIds), request.PromptIds, options, output, error, cancellationToken);
                 return 0;
             }
@@ -90,7 +95,7 @@ public static class GenerateCommand
                 await error.WriteLineAsync("graft generate: cancelled");
                 return 130;
             }
-            catch (Exception e) when (IsUserError(e) || PluginGeneration.IsUserError(e))
+            catch (Exception e) when (IsUserError(e) || PluginDeployment.IsUserError(e))
             {
                 await error.WriteLineAsync("graft generate: " + e.Message);
                 return 1;

@@ -99,7 +99,7 @@ public static class PluginCommand
         TextRoute textRoute = TextRoute.Base, string? visionFolder = null)
     {
         using var model = DecoderModel.Load(modelFolder);
-        using var vision = PluginGeneration.LoadPlugin(model, pluginFolder, visionFolder, out var plugin) as IDisposable;
+        using var vision = PluginDeployment.LoadPlugin(model, pluginFolder, visionFolder, out var plugin) as IDisposable;
         var host = new PluginHost(model);
         host.Attach("plugin", plugin, textRoute);
         var image = imagePath is null ? null : ImageDecoder.Load(imagePath);
@@ -142,7 +142,7 @@ public static class PluginCommand
         {
             return InspectCommand.Guarded(error, run);
         }
-        catch (Exception e) when (PluginGeneration.IsUserError(e))
+        catch (Exception e) when (PluginDeployment.IsUserError(e))
         {
             error.WriteLine($"error: {e.Message}");
             return 1;

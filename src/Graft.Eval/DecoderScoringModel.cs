@@ -1,3 +1,4 @@
+using Graft.Models.Generation;
 using Graft.Models.Llm;
 using Graft.Models.Tokenization;
 using Graft.Tensors;
@@ -18,6 +19,8 @@ namespace Graft.Eval;
 /// the prompt of a multi-token candidate), so only its own tokens run. A score then comes from a forward over fewer rows
 /// than a forward over the whole sequence, which changes its last bits (about 1e-6 on a log-probability), never which
 /// tokens are compared. Sorting keeps the result of a batch independent of the order of its requests.
+/// Generation is greedy on a KV cache per prompt, the decode steps of up to <see cref="GreedyBatch.Width"/> prompts
+/// batched (<see cref="GreedyBatch"/>), each completion bit for bit what decoding it alone gives.
 /// </remarks>
 public sealed class DecoderScoringModel : IScoringModel
 {
@@ -130,28 +133,31 @@ public sealed class DecoderScoringModel : IScoringModel
         return runs;
     }
 
-    public string Generate(EvalPrompt prompt, int maxNewTokens, string? stop = null)
+    public string Generate(EvalPrompt prompt, int maxNewTokens, string? stop = null) => Generate([new GenerationRequest(prompt, maxNewTokens, stop)])[0];
+
+    /// <summary>Greedy completions, decoded together (<see cref="GreedyBatch"/>): each is what decoding it alone gives.</summary>
+    public IReadOnlyList<string> Generate(IReadOnlyList<GenerationRequest> requests, Action<int>? completed = null)
     {
-        RefuseImages(prompt);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxNewTokens);
-        var ids = Fit(_tokenizer.Encode(prompt.Text), Math.Min(maxNewTokens, ContextLength - 1));
-        int room = Math.Min(maxNewTokens, ContextLength - ids.Length);
-        var cache = new KvCache(_model.Config, ids.Length + room);
-        var generated = new List<int>(room);
-        var logits = _model.Forward(ids, cache, lastPositionOnly: true);
+        ArgumentNullException.ThrowIfNull(requests);
+        var prompts = requests.Select(PromptIds).ToArray();
+        return GreedyBatch.Run(requests.Count, i => Open(prompts[i], requests[i]), _tokenizer, _eos, completed);
+    }
+
+    /// <summary>A generation request's prompt ids, shortened from the left to leave room for its new tokens; refuses images.</summary>
+    internal int[] PromptIds(GenerationRequest request)
+    {
+        RefuseImages(request.Prompt);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(request.MaxNewTokens);
+        return Fit(_tokenizer.Encode(request.Prompt.Text), Math.Min(request.MaxNewTokens, ContextLength - 1));
+    }
+
+    /// <summary>A state for <paramref name="ids"/> (from <see cref="PromptIds"/>) and its new tokens, no more.</summary>
+    internal GreedySequence Open(int[] ids, GenerationRequest request)
+    {
+        int room = Math.Min(request.MaxNewTokens, ContextLength - ids.Length);
         Forwards++;
         TokensRun += ids.Length;
-        string text = "";
-        for (int step = 0; step < room; step++)
-        {
-            int next = ArgMax(logits.Span);
-            if (_eos.Contains(next)) break;
-            generated.Add(next);
-            text = DecodeKnown(generated);
-            if (stop is not null && text.IndexOf(stop, StringComparison.Ordinal) is var at and >= 0) return text[..at];
-            if (step + 1 < room) logits = _model.Forward([next], cache, lastPositionOnly: true);
-        }
-        return text;
+        return new GreedySequence(new DecoderSequenceModel(_model, ids.Length + room).CreateState(), ids, room, request.Stop);
     }
 
     /// <summary>
@@ -180,13 +186,6 @@ public sealed class DecoderScoringModel : IScoringModel
         return ids[^limit..];
     }
 
-    /// <summary>Ids the tokenizer has no token for (padding rows of a larger embedding) add no text.</summary>
-    private string DecodeKnown(List<int> ids)
-    {
-        var known = ids.Where(id => _tokenizer.IdToToken(id) is not null).ToArray();
-        return _tokenizer.Decode(known, skipSpecialTokens: true);
-    }
-
     private static void RefuseImages(EvalPrompt prompt)
     {
         if (prompt.HasImages) throw new NotSupportedException("the base route takes text only; a request with images needs a plug-in");
@@ -206,8 +205,6 @@ public sealed class DecoderScoringModel : IScoringModel
         foreach (float x in row) sum += Math.Exp(x - max);
         return max + Math.Log(sum);
     }
-
-    private static int ArgMax(ReadOnlySpan<float> row) => System.Numerics.Tensors.TensorPrimitives.IndexOfMax(row);
 
     /// <summary>
     /// One forward's worth of a request: <see cref="Ids"/> run from the shared prefix on; for each target, the log-probability

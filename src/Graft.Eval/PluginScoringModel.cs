@@ -13,7 +13,8 @@ namespace Graft.Eval;
 /// prompt prefixes as there). Any other prompt is split at its <c>&lt;image&gt;</c> placeholders and each piece tokenised
 /// (special tokens, e.g. BOS, on the first piece only); continuations are split off the last text piece as the base
 /// route does, and one forward scores all single-token candidates. Generation is greedy through a
-/// <see cref="PluginSession"/>: the prompt is prepared once and each new token runs on the KV cache.
+/// <see cref="PluginSession"/>: the prompt is prepared once and each new token runs on the KV cache, the decode steps
+/// of several requests together (<see cref="GreedyBatch"/>).
 /// </summary>
 public sealed class PluginScoringModel : IScoringModel
 {
@@ -110,30 +111,30 @@ public sealed class PluginScoringModel : IScoringModel
         return scores;
     }
 
-    public string Generate(EvalPrompt prompt, int maxNewTokens, string? stop = null)
+    public string Generate(EvalPrompt prompt, int maxNewTokens, string? stop = null) => Generate([new GenerationRequest(prompt, maxNewTokens, stop)])[0];
+
+    /// <summary>
+    /// Greedy completions decoded together (<see cref="GreedyBatch"/>): text-only requests the host sends to the base as
+    /// the base route runs them, the others through the plug-in's session, each what decoding it alone gives.
+    /// </summary>
+    public IReadOnlyList<string> Generate(IReadOnlyList<GenerationRequest> requests, Action<int>? completed = null)
     {
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxNewTokens);
-        if (ToBase(prompt)) return _text.Generate(prompt, maxNewTokens, stop);
-        var (parts, last, first) = Split(prompt);
+        ArgumentNullException.ThrowIfNull(requests);
+        var textIds = requests.Select(r => ToBase(r.Prompt) ? _text.PromptIds(r) : null).ToArray();
+        foreach (var request in requests) ArgumentOutOfRangeException.ThrowIfNegativeOrZero(request.MaxNewTokens);
+        return GreedyBatch.Run(requests.Count, i => textIds[i] is { } ids ? _text.Open(ids, requests[i]) : ThroughPlugin(requests[i]), _tokenizer, _eos, completed);
+    }
+
+    /// <summary>A request prepared by the plug-in (images encoded) and a state on the session's cache, for its prompt and new tokens.</summary>
+    private GreedySequence ThroughPlugin(GenerationRequest generation)
+    {
+        var (parts, last, first) = Split(generation.Prompt);
         var tail = Encode(last, first);
-        var request = _session.Request(new MultimodalPrompt(tail.Length > 0 ? [.. parts, new TextPart(tail)] : parts), maxNewTokens);
+        var request = _session.Request(new MultimodalPrompt(tail.Length > 0 ? [.. parts, new TextPart(tail)] : parts), generation.MaxNewTokens);
         if (request.PromptIds.Count >= request.MaxSequenceLength)
             throw new ArgumentException($"the prompt takes {request.PromptIds.Count} positions, which leaves no room in the model's context of {request.MaxSequenceLength}");
-        using var state = request.CreateState();
-        var logits = state.Append(request.PromptIds.ToArray());
-        var generated = new List<int>(maxNewTokens);
-        string text = "";
-        while (true)
-        {
-            int next = System.Numerics.Tensors.TensorPrimitives.IndexOfMax(logits);
-            if (_eos.Contains(next)) break;
-            generated.Add(next);
-            text = _tokenizer.Decode(generated.Where(id => _tokenizer.IdToToken(id) is not null).ToArray(), skipSpecialTokens: true);
-            if (stop is not null && text.IndexOf(stop, StringComparison.Ordinal) is var at and >= 0) return text[..at];
-            if (generated.Count == maxNewTokens || state.Length == request.MaxSequenceLength) break;
-            logits = state.Append(new[] { next });
-        }
-        return text;
+        int room = Math.Min(generation.MaxNewTokens, request.MaxSequenceLength - request.PromptIds.Count);
+        return new GreedySequence(request.CreateState(), request.PromptIds.ToArray(), room, generation.Stop);
     }
 
     /// <summary>Whether the host runs this prompt on the base alone (no image, and text not routed through the plug-in).</summary>

@@ -78,6 +78,8 @@ public sealed class Bridge : IPlugin
     /// <summary>Bridge has nothing to do on text: its only point is the input's image positions.</summary>
     public bool CanRouteText => false;
 
+    public bool CanEncodePixels => Vision is not null;
+
     /// <summary>An untrained Bridge for <paramref name="baseModel"/> and <paramref name="vision"/>, initialised as nn.Linear is.</summary>
     public static Bridge Create(DecoderModel baseModel, IVisionFrontEnd vision, BridgeOptions? options = null)
     {

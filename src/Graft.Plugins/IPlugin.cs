@@ -39,6 +39,12 @@ public interface IPlugin
     /// <summary>Whether the design does anything to a text-only request (so that <see cref="TextRoute.Plugin"/> means something).</summary>
     bool CanRouteText { get; }
 
+    /// <summary>
+    /// Whether an image given as pixels can be turned into embeddings: a vision front end is attached, or the design has
+    /// its own. Without one the plug-in takes precomputed features only (<see cref="ImagePart(Tensor)"/>).
+    /// </summary>
+    bool CanEncodePixels { get; }
+
     /// <summary>Input embeddings [T, C], modality mask, next-token targets and hooks for one request.</summary>
     PreparedInput Prepare(MultimodalPrompt prompt);
 }

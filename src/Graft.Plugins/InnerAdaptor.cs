@@ -140,6 +140,8 @@ public sealed class InnerAdaptor : IPlugin
     /// <summary>IAA's Text workflow is the base alone: nothing of the plug-in acts on text.</summary>
     public bool CanRouteText => false;
 
+    public bool CanEncodePixels => Vision is not null;
+
     private OwnParts Own { get; }
 
     /// <summary>

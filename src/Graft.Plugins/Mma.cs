@@ -127,6 +127,8 @@ public sealed class Mma : IPlugin
     /// <summary>MMA's adapters act on text too (LaVIN routes text through them), so text can be routed here.</summary>
     public bool CanRouteText => true;
 
+    public bool CanEncodePixels => Vision is not null;
+
     /// <summary>While true the adapters' dropout is active (training); false (the default) is inference.</summary>
     public bool Training { get; set; }
 

@@ -120,6 +120,9 @@ public sealed class VisualExperts : IPlugin
     /// <summary>Text tokens go through the frozen FFN whatever the route, so there is nothing to route.</summary>
     public bool CanRouteText => false;
 
+    /// <summary>Its own patch embedding turns pixels into image tokens.</summary>
+    public bool CanEncodePixels => true;
+
     /// <summary>Tile side for a base of hidden size d: 448 (256 tokens per tile) from d = 1024, 224 from 256, else 56 (4 tokens).</summary>
     public static int DefaultImageSize(int hiddenSize) => hiddenSize >= 1024 ? 448 : hiddenSize >= 256 ? 224 : 56;
 

@@ -120,6 +120,8 @@ public sealed class Wings : IPlugin
     /// <summary>The textual learners and the router act on text, so text-only requests can be routed through them.</summary>
     public bool CanRouteText => true;
 
+    public bool CanEncodePixels => Vision is not null;
+
     public static int DefaultRank(int hiddenSize) => Math.Max(4, hiddenSize / 64);
 
     /// <summary>An untrained WINGS plug-in for <paramref name="baseModel"/> and <paramref name="vision"/>, initialised as the header says.</summary>

@@ -63,10 +63,7 @@ public static partial class Ops
             if (x.RequiresGrad)
             {
                 // dx[M,K] += dy[M,N] · W[N,K]
-                var dx = x.GradientBuffer();
-                var partial = new float[dx.Length];
-                MultiplyByWeight(g, m, n, weight, transposeWeight: false, partial);
-                TensorPrimitives.Add(dx, partial, dx);
+                MultiplyByWeight(g, m, n, weight, transposeWeight: false, x.GradientBuffer(), beta: 1f);
             }
             if (weight.RequiresGrad)
             {
@@ -132,15 +129,18 @@ public static partial class Ops
         });
     }
 
-    /// <summary>out[M,N] = x[M,K] · Wᵀ (W [N,K]) or out[M,K'] = x[M,N] · W (transposeWeight false), W in its stored type.</summary>
-    internal static void MultiplyByWeight(ReadOnlySpan<float> x, int m, int inner, Tensor weight, bool transposeWeight, Span<float> output)
+    /// <summary>
+    /// out[M,N] = x[M,K] · Wᵀ (W [N,K]) or out[M,K'] = x[M,N] · W (transposeWeight false), W in its stored type; with
+    /// <paramref name="beta"/> 1 the product is added to what out holds.
+    /// </summary>
+    internal static void MultiplyByWeight(ReadOnlySpan<float> x, int m, int inner, Tensor weight, bool transposeWeight, Span<float> output, float beta = 0f)
     {
         int rows = weight.Shape[0], cols = weight.Shape[1];
         int n = transposeWeight ? rows : cols;
         if (weight.DType == DType.F32)
-            Gemm.Multiply(false, transposeWeight, m, n, inner, x, inner, weight.Span, cols, output, n);
+            Gemm.Multiply(false, transposeWeight, m, n, inner, x, inner, weight.Span, cols, output, n, beta);
         else
-            Gemm.MultiplyHalf(weight.DType, transposeWeight, m, n, inner, x, inner, weight.HalfBits, cols, output, n);
+            Gemm.MultiplyHalf(weight.DType, transposeWeight, m, n, inner, x, inner, weight.HalfBits, cols, output, n, beta);
     }
 
     /// <summary>An element-wise kernel over equal-length spans: destination = f(x, y).</summary>

@@ -12,7 +12,11 @@ namespace Graft.Tensors;
 /// </remarks>
 public sealed class RotaryEmbedding
 {
+    /// <summary>Positions whose cos and sin are kept in a table (4 MiB at most for a head of 128); later ones are computed each time.</summary>
+    private const int TablePositions = 4096;
+
     private readonly float[] _inverseFrequencies;
+    private readonly Lazy<(float[] Cos, float[] Sin)> _table;
 
     public RotaryEmbedding(float[] inverseFrequencies, float attentionScaling = 1f)
     {
@@ -22,6 +26,7 @@ public sealed class RotaryEmbedding
             if (!float.IsFinite(f)) throw new ArgumentException($"inverse frequency {f} is not finite", nameof(inverseFrequencies));
         _inverseFrequencies = (float[])inverseFrequencies.Clone();
         AttentionScaling = attentionScaling;
+        _table = new Lazy<(float[], float[])>(BuildTable);
     }
 
     /// <summary>The plain Llama table: inverse frequency i = 1 / θ^(2i / headDim), for the whole head.</summary>
@@ -47,11 +52,36 @@ public sealed class RotaryEmbedding
 
     public ReadOnlySpan<float> InverseFrequencies => _inverseFrequencies;
 
-    /// <summary>cos and sin (times <see cref="AttentionScaling"/>) of the angles of one position: RotaryDim/2 values each.</summary>
+    /// <summary>
+    /// cos and sin (times <see cref="AttentionScaling"/>) of the angles of one position: RotaryDim/2 values each. The
+    /// first <see cref="TablePositions"/> positions come from a table built once with the same arithmetic.
+    /// </summary>
     public void CosSin(int position, Span<float> cos, Span<float> sin)
     {
         int half = _inverseFrequencies.Length;
         if (cos.Length < half || sin.Length < half) throw new ArgumentException($"cos/sin need {half} values");
+        if ((uint)position < TablePositions)
+        {
+            var (cosTable, sinTable) = _table.Value;
+            cosTable.AsSpan(position * half, half).CopyTo(cos);
+            sinTable.AsSpan(position * half, half).CopyTo(sin);
+            return;
+        }
+        Compute(position, cos, sin);
+    }
+
+    private (float[] Cos, float[] Sin) BuildTable()
+    {
+        int half = _inverseFrequencies.Length;
+        var cos = new float[TablePositions * half];
+        var sin = new float[TablePositions * half];
+        for (int p = 0; p < TablePositions; p++) Compute(p, cos.AsSpan(p * half, half), sin.AsSpan(p * half, half));
+        return (cos, sin);
+    }
+
+    private void Compute(int position, Span<float> cos, Span<float> sin)
+    {
+        int half = _inverseFrequencies.Length;
         for (int i = 0; i < half; i++)
         {
             float angle = position * _inverseFrequencies[i];

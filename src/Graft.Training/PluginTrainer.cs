@@ -203,13 +203,9 @@ public static class PluginTrainer
                 double started = Seconds;
                 for (int g = 0; g < groups.Count; g++) groups[g].Group.LearningRate = schedules[g](step);
                 var batch = RunStep(index, stage, stream, state.Step, ref skipped, ref truncated);
-                foreach (var t in trainable)
-                    if (t.Grad is not null) System.Numerics.Tensors.TensorPrimitives.Multiply(t.Grad.Span, 1f / batch.Targets, t.Grad.Span);
-                float norm = GradientClipping.ClipByGlobalNorm(trainable, stage.GradientClip ?? float.PositiveInfinity);
+                float norm = TrainingStep.Apply(trainable, optimizer, batch.Targets, stage.GradientClip);
                 if (!float.IsFinite(norm) || !float.IsFinite(batch.Loss))
                     throw new TrainingDivergedException($"stage '{stage.Name}' step {step + 1}: the loss is {batch.Loss} and the gradient norm {norm}; training diverged (lower stages[{index}].learning_rate or set gradient_clip)");
-                optimizer.Step();
-                optimizer.ZeroGrad();
                 tokens += batch.Positions;
                 double seconds = Seconds - started;
                 current = current with
@@ -269,13 +265,8 @@ public static class PluginTrainer
                     prepared = _plugin.Prepare(shorter.ToPrompt(ImageFor));
                 }
                 refusedInARow = 0;
-                int count = 0;
-                foreach (int target in prepared.Targets)
-                    if (target != MultimodalPrompt.IgnoreTarget) count++;
-                var logits = Base.ForwardEmbeddings(prepared.Embeddings, hooks: prepared.Hooks);
-                var loss = Ops.CrossEntropy(logits, prepared.Targets);
-                lossSum += (double)loss.Span[0] * count;
-                if (loss.RequiresGrad && count > 0) loss.Backward(Tensor.Full(count));
+                var (loss, count) = TrainingStep.Accumulate(Base, prepared);
+                lossSum += (double)loss * count;
                 targets += count;
                 positions += prepared.Length;
                 accepted++;

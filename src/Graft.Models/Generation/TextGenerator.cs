@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Text;
 using Graft.Models.Tokenization;
 
 namespace Graft.Models.Generation;
@@ -23,9 +22,16 @@ public sealed class TextGenerator
         ArgumentNullException.ThrowIfNull(model);
         _tokenizer = tokenizer;
         _model = model;
-        var eos = new HashSet<int>(eosTokenIds ?? []);
+        EosTokenIds = EosTokensOf(tokenizer, eosTokenIds);
+    }
+
+    /// <summary>The tokens that end a completion: the checkpoint's EOS ids and the tokenizer's EOS.</summary>
+    public static IReadOnlySet<int> EosTokensOf(Tokenizer tokenizer, IEnumerable<int>? checkpointEosIds)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        var eos = new HashSet<int>(checkpointEosIds ?? []);
         if (tokenizer.EosTokenId is { } id) eos.Add(id);
-        EosTokenIds = eos;
+        return eos;
     }
 
     public IReadOnlySet<int> EosTokenIds { get; }
@@ -54,61 +60,23 @@ public sealed class TextGenerator
 
     private IEnumerable<string> Run(IReadOnlyList<int> promptIds, SamplingOptions options, GenerationResult[] result, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(promptIds);
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        if (promptIds.Count == 0) throw new ArgumentException("the prompt has no tokens", nameof(promptIds));
-        if (promptIds.Count >= _model.MaxSequenceLength)
-            throw new ArgumentException($"the prompt has {promptIds.Count} tokens; the model holds at most {_model.MaxSequenceLength}, leaving no room for a completion", nameof(promptIds));
-
-        var prompt = promptIds.ToArray();
-        for (int i = 0; i < prompt.Length; i++)
-            if ((uint)prompt[i] >= (uint)_model.VocabSize)
-                throw new ArgumentException($"prompt token {i} has id {prompt[i]}, outside the model's vocabulary of {_model.VocabSize}; is the tokenizer the model's?", nameof(promptIds));
-        var sampler = new Sampler(options, _model.VocabSize);
-        sampler.Observe(prompt);
-        var stopIds = new HashSet<int>(EosTokenIds);
-        stopIds.UnionWith(options.StopTokenIds);
-        var decoder = _tokenizer.CreateStreamingDecoder(skipSpecialTokens: true);
-        var filter = new StopStringFilter(options.StopStrings);
-        var text = new StringBuilder();
-        var generated = new List<int>();
+        var completion = new Completion(_tokenizer, EosTokenIds, options, _model.VocabSize, _model.MaxSequenceLength, promptIds);
         var logits = new float[_model.VocabSize];
         var step = new int[1];
 
         cancellationToken.ThrowIfCancellationRequested();
         using var state = _model.CreateState();
-        Append(state, prompt, logits);
-        string finish;
+        Append(state, promptIds.ToArray(), logits);
         while (true)
         {
-            int token = sampler.Sample(logits);
-            generated.Add(token);
-            if (stopIds.Contains(token)) { finish = FinishReason.Stop; break; }
-            var piece = filter.Push(_tokenizer.IdToToken(token) is null ? "" : decoder.Step(token));
-            if (piece.Length > 0)
-            {
-                text.Append(piece);
-                yield return piece;
-            }
-            if (filter.Stopped) { finish = FinishReason.Stop; break; }
-            if (generated.Count == options.MaxTokens || prompt.Length + generated.Count >= _model.MaxSequenceLength)
-            {
-                finish = FinishReason.Length;
-                break;
-            }
+            var piece = completion.Step(logits);
+            if (piece.Length > 0) yield return piece;
+            if (completion.IsFinished) break;
             cancellationToken.ThrowIfCancellationRequested();
-            step[0] = token;
-            sampler.Observe(step);
+            step[0] = completion.NextToken;
             Append(state, step, logits);
         }
-        var tail = filter.Push(decoder.Flush()) + filter.Flush();
-        if (tail.Length > 0)
-        {
-            text.Append(tail);
-            yield return tail;
-        }
-        result[0] = new GenerationResult(text.ToString(), generated, finish, prompt.Length);
+        result[0] = completion.Result!;
     }
 
     private void Append(ISequenceState state, int[] tokens, float[] logits)

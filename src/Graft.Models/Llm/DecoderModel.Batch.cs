@@ -89,9 +89,9 @@ public sealed partial class DecoderModel
     {
         var c = Config;
         int count = rows.Count, queryWidth = c.NumHeads * c.HeadDim;
-        var q = Ops.LinearRows(normed, w.Query, w.QueryBias);
-        var k = Ops.LinearRows(normed, w.Key, w.KeyBias);
-        var v = Ops.LinearRows(normed, w.Value, w.ValueBias);
+        var q = ProjectRows(normed, w.Query, w.QueryBias, rows, layer, AttentionProjection.Query, positions);
+        var k = ProjectRows(normed, w.Key, w.KeyBias, rows, layer, AttentionProjection.Key, positions);
+        var v = ProjectRows(normed, w.Value, w.ValueBias, rows, layer, AttentionProjection.Value, positions);
         var attended = Tensor.Zeros(count, queryWidth);
         weights = new Tensor?[count];
         for (int b = 0; b < count; b++)
@@ -105,7 +105,24 @@ public sealed partial class DecoderModel
             output.Span.CopyTo(attended.Span.Slice(b * queryWidth, queryWidth));
             weights[b] = probabilities;
         }
-        return Ops.LinearRows(attended, w.Output, w.OutputBias);
+        return ProjectRows(attended, w.Output, w.OutputBias, rows, layer, AttentionProjection.Output, positions);
+    }
+
+    /// <summary>
+    /// x [B, in] -> [B, out]: every row through the weight together; a row whose hooks project this layer's attention by
+    /// token (<see cref="DecoderHooks.ProjectAttention"/>) gets the hook's projection instead, with its row of the batched
+    /// product as the base's projection of that very input (the same floats).
+    /// </summary>
+    private static Tensor ProjectRows(Tensor x, Tensor weight, Tensor? bias, IReadOnlyList<DecodeRow> rows, int layer, AttentionProjection projection, int[][] positions)
+    {
+        var projected = Ops.LinearRows(x, weight, bias);
+        Hook(rows, projected, (hooks, b, row) =>
+        {
+            if (!hooks.ProjectsAttention(layer)) return row;
+            var input = RowOf(x, b);
+            return hooks.ProjectAttention(layer, projection, input, z => ReferenceEquals(z, input) ? row : Ops.Linear(z, weight, bias), positions[b]);
+        });
+        return projected;
     }
 
     /// <summary>x [B, C] -> [B, C]: down(silu(gate(x)) · up(x)) with every row through each projection together.</summary>

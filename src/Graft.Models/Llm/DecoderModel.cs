@@ -84,13 +84,16 @@ public sealed partial class DecoderModel : IDisposable
     /// gradient, so gradients flow through the frozen decoder to whatever produced them (the base weights
     /// never get one). A cache copies keys and values out of the graph, so it cannot be used while recording.
     /// <paramref name="hooks"/> (a plug-in's, for one request) act at the points <see cref="DecoderHooks"/> names; without
-    /// them this is the base alone, on exactly the code path of a plain forward.
+    /// them this is the base alone, on exactly the code path of a plain forward. With <paramref name="outputRows"/>, logits
+    /// [rows, V] are computed for those positions only (training needs them where there is a target, and the head's
+    /// product over a large vocabulary is the costliest one).
     /// </summary>
-    public Tensor ForwardEmbeddings(Tensor embeddings, KvCache? cache = null, bool lastPositionOnly = false, DecoderHooks? hooks = null)
+    public Tensor ForwardEmbeddings(Tensor embeddings, KvCache? cache = null, bool lastPositionOnly = false, DecoderHooks? hooks = null, int[]? outputRows = null)
     {
         var c = Config;
         if (embeddings.Rank != 2 || embeddings.Shape[1] != c.HiddenSize)
             throw new ArgumentException($"input embeddings must be [T, {c.HiddenSize}], got {embeddings.ShapeString}", nameof(embeddings));
+        if (lastPositionOnly && outputRows is not null) throw new ArgumentException("ask for the last position or for output rows, not both", nameof(outputRows));
         int t = embeddings.Shape[0];
         int offset = cache?.Length ?? 0;
         if (cache is not null)
@@ -118,6 +121,7 @@ public sealed partial class DecoderModel : IDisposable
         }
         cache?.Advance(t);
         if (lastPositionOnly && t > 1) h = Ops.Slice(h, 0, t - 1, 1);
+        else if (outputRows is not null) h = Ops.GatherRows(h, outputRows);
         return hooks is null ? BaseOutput(h) : hooks.Output(h, BaseOutput);
     }
 

@@ -85,6 +85,50 @@ public class BatchScoringTests
         Assert.Equal(answers.Length, picks.Length);
     }
 
+    /// <summary>
+    /// More prompts than decode together (so finished ones make room for the next), with different lengths, budgets and
+    /// stop strings: each completion is the one a plain cached greedy loop gives for that prompt alone.
+    /// </summary>
+    [Fact]
+    public void Batched_generation_gives_each_prompt_what_decoding_it_alone_gives()
+    {
+        using var temp = new TempFolder();
+        string folder = EvalFixtures.ModelFolder(temp, mergeLetters: true);
+        using var model = DecoderModel.Load(folder);
+        var tokenizer = Tokenizer.FromFolder(folder);
+        var requests = Enumerable.Range(0, GreedyBatch.Width + 5).Select(i => new GenerationRequest(
+            EvalPrompt.TextOnly($"Question {i}: {new string('x', i % 7)} what comes next?\nAnswer:"), 3 + i % 6, i % 4 == 0 ? "e" : null)).ToArray();
+        var finished = new List<int>();
+        var texts = new DecoderScoringModel(model, tokenizer).Generate(requests, finished.Add);
+        Assert.Equal(Enumerable.Range(1, requests.Length), finished);
+
+        var eos = new HashSet<int>(model.Config.EosTokenIds);
+        if (tokenizer.EosTokenId is { } end) eos.Add(end);
+        for (int i = 0; i < requests.Length; i++)
+        {
+            var ids = tokenizer.Encode(requests[i].Prompt.Text);
+            var cache = new KvCache(model.Config, ids.Length + requests[i].MaxNewTokens);
+            var logits = model.Forward(ids, cache, lastPositionOnly: true).ToArray();
+            var generated = new List<int>();
+            string expected = "";
+            for (int step = 0; step < requests[i].MaxNewTokens; step++)
+            {
+                int next = Array.IndexOf(logits, logits.Max());
+                if (eos.Contains(next)) break;
+                generated.Add(next);
+                expected = tokenizer.Decode(generated.Where(id => tokenizer.IdToToken(id) is not null).ToArray(), skipSpecialTokens: true);
+                if (requests[i].Stop is { } stop && expected.Contains(stop, StringComparison.Ordinal))
+                {
+                    expected = expected[..expected.IndexOf(stop, StringComparison.Ordinal)];
+                    break;
+                }
+                logits = model.Forward([next], cache, lastPositionOnly: true).ToArray();
+            }
+            Assert.Equal(expected, texts[i]);
+        }
+        Assert.Contains(texts, t => t.Length > 0);
+    }
+
     [Fact]
     public void Text_only_requests_on_the_plugin_route_score_bit_for_bit_as_on_the_base_route()
     {
@@ -135,5 +179,14 @@ public class BatchScoringTests
         Assert.Equal(tokenizer.Decode(generated.Where(id => tokenizer.IdToToken(id) is not null).ToArray(), skipSpecialTokens: true), text);
         Assert.True(text.Length >= 2, $"the greedy text \"{text}\" is too short to test a stop string");
         Assert.Equal(text[..text.IndexOf(text[1])], scorer.Generate(prompt, 8, stop: text[1..2]));
+
+        // Image and text-only requests decoding together: each gives what it gives alone.
+        GenerationRequest[] mixed =
+        [
+            new(prompt, 8), new(EvalPrompt.TextOnly("What is it?"), 5), new(new EvalPrompt("<image> and <image>?", [image, image]), 6, "x"), new(prompt, 3),
+        ];
+        var together = scorer.Generate(mixed);
+        Assert.Equal(mixed.Select(r => scorer.Generate(r.Prompt, r.MaxNewTokens, r.Stop)), together);
+        Assert.Equal(text, together[0]);
     }
 }

@@ -1,6 +1,7 @@
 using Graft.Models.Generation;
 using Graft.Models.Llm;
 using Graft.Plugins;
+using Graft.Tensors;
 using Graft.Tests.Models;
 
 namespace Graft.Tests.Plugins;
@@ -26,7 +27,7 @@ public class BatchedPluginDecodingTests
             Mma.Create(model, PluginFixtures.Vision(), new MmaOptions { Seed = 21 }),
             InnerAdaptor.Create(model, PluginFixtures.Vision(), new InnerAdaptorOptions { Seed = 22 }),
             Wings.Create(model, PluginFixtures.Vision(), new WingsOptions { Seed = 23 }),
-            VisualExperts.Create(model, new VisualExpertsOptions { Seed = 24 }),
+            VisualExperts.Create(model, new VisualExpertsOptions { Seed = 24, AttentionExperts = true }),
         ];
         var random = new Random(25);
         foreach (var plugin in designs)
@@ -74,6 +75,53 @@ public class BatchedPluginDecodingTests
             }
         }
         foreach (var state in alone.Concat(together)) state.Dispose();
+    }
+
+    /// <summary>
+    /// Hooks that project attention by token act on a batched step's row as on that token decoded alone: here every
+    /// projection of the decoded token is its own (the base's weights scaled), so the base's rows would not do.
+    /// </summary>
+    [Fact]
+    public void Attention_projected_by_token_acts_in_a_batched_step_as_alone()
+    {
+        using var model = DecoderModel.Load(PluginFixtures.ModelFolder("llama"));
+        var hooks = new[] { new ScaledProjections(1.1f), new ScaledProjections(0.9f) };
+        var alone = hooks.Select(_ => new KvCache(model.Config, 16)).ToArray();
+        var together = hooks.Select(_ => new KvCache(model.Config, 16)).ToArray();
+        int[][] prompts = [[1, 17, 42], [5, 6, 7, 8]];
+        for (int s = 0; s < 2; s++)
+        {
+            model.ForwardEmbeddings(model.Embed(prompts[s]), alone[s], hooks: hooks[s]);
+            model.ForwardEmbeddings(model.Embed(prompts[s]), together[s], hooks: hooks[s]);
+        }
+        var batched = model.DecodeStep([new DecodeRow(9, together[0], hooks[0]), new DecodeRow(3, together[1], hooks[1])]);
+        int vocabulary = model.Config.VocabSize;
+        // The same prompt and token with the base's projections for the decoded token: not what the batch gave.
+        var baseProjected = new KvCache(model.Config, 16);
+        model.ForwardEmbeddings(model.Embed(prompts[0]), baseProjected, hooks: new ScaledProjections(1.1f));
+        var plain = model.Forward([9], baseProjected, lastPositionOnly: true).ToArray();
+        for (int s = 0; s < 2; s++)
+        {
+            var expected = model.ForwardEmbeddings(model.Embed([s == 0 ? 9 : 3]), alone[s], lastPositionOnly: true, hooks: hooks[s]).ToArray();
+            var row = batched.Span.Slice(s * vocabulary, vocabulary).ToArray();
+            Assert.Equal(Array.ConvertAll(expected, BitConverter.SingleToInt32Bits), Array.ConvertAll(row, BitConverter.SingleToInt32Bits));
+        }
+        Assert.True(hooks.All(h => h.Projections > 0));
+        Assert.NotEqual(plain, batched.Span.Slice(0, vocabulary).ToArray());
+    }
+
+    /// <summary>Every attention projection of every token: the base's, scaled.</summary>
+    private sealed class ScaledProjections(float scale) : DecoderHooks
+    {
+        public int Projections { get; private set; }
+
+        public override bool ProjectsAttention(int layer) => true;
+
+        public override Tensor ProjectAttention(int layer, AttentionProjection projection, Tensor input, Func<Tensor, Tensor> baseProjection, ReadOnlySpan<int> positions)
+        {
+            Projections++;
+            return Ops.Scale(baseProjection(input), scale);
+        }
     }
 
     [Fact]

@@ -144,6 +144,7 @@ public class PromiseTests
         public DecoderModel Base => model;
         public IReadOnlyList<PluginParameter> Parameters => _inner.Parameters;
         public bool CanRouteText => false;
+        public bool CanEncodePixels => true;
 
         public PreparedInput Prepare(MultimodalPrompt prompt)
         {

@@ -22,6 +22,7 @@ public sealed class TrainingDataTests : IDisposable
         public DecoderModel Base => inner.Base;
         public IReadOnlyList<PluginParameter> Parameters => inner.Parameters;
         public bool CanRouteText => inner.CanRouteText;
+        public bool CanEncodePixels => inner.CanEncodePixels;
 
         public PreparedInput Prepare(MultimodalPrompt prompt)
         {
