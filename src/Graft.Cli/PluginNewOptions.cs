@@ -268,8 +268,8 @@ internal sealed class PluginNewOptions
     private readonly Option<string?> _preset = new("--preset") { Description = $"inner-adaptor: {InnerAdaptor.Iaa14} (default) or {InnerAdaptor.Iaa8}, scaled to the base's depth" };
     private readonly Option<string?> _layers = new("--layers") { Description = "inner-adaptor: the frozen layers to insert after, e.g. 0,5,11 (instead of a preset)" };
     private readonly Option<bool> _ownEmbedding = new("--own-embedding") { Description = "inner-adaptor: the multimodal stream trains its own copy of the token embedding" };
-    private readonly Option<bool> _ownNorm = new("--own-norm") { Description = "inner-adaptor: ... its own copy of the final norm" };
-    private readonly Option<bool> _ownHead = new("--own-head") { Description = "inner-adaptor: ... its own copy of the LM head" };
+    private readonly Option<bool> _ownNorm = new("--own-norm") { Description = "inner-adaptor: the multimodal stream trains its own copy of the final norm" };
+    private readonly Option<bool> _ownHead = new("--own-head") { Description = "inner-adaptor: the multimodal stream trains its own copy of the LM head" };
     private readonly Option<int?> _rank = new("--rank") { Description = "wings: LoRRA rank r (the paper's 64 at d = 4096; default max(4, d / 64))" };
     private readonly Option<string?> _router = new("--router") { Description = "wings: the router's input, image-text-mass (default) or attention-row (the original)" };
     private readonly Option<int?> _routerRowLength = new("--router-row-length") { Description = "wings: key positions the attention-row router reads (the original's 4096)" };

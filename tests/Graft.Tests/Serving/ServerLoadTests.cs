@@ -2,7 +2,11 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using Graft.Models.Generation;
+using Graft.Models.Llm;
+using Graft.Plugins;
 using Graft.Serving;
+using Graft.Tests.Plugins;
+using Microsoft.Extensions.Logging;
 using ChatMessage = Graft.Models.Chat.ChatMessage;
 
 namespace Graft.Tests.Serving;
@@ -203,6 +207,53 @@ public sealed class ServerLoadTests(ServingFixture fixture)
         {
             if (clock.Elapsed > TimeSpan.FromSeconds(20)) throw new TimeoutException("the server never reached the expected state");
             await Task.Delay(5);
+        }
+    }
+}
+
+/// <summary>A server fault: a 500 in OpenAI's error shape, the trace in the log, and the server goes on serving.</summary>
+[Collection(ServingCollection.Name)]
+public sealed class ServerFaultTests(ServingFixture fixture)
+{
+    [Fact]
+    public async Task A_server_bug_is_a_500_with_a_logged_trace_and_the_server_stays_up()
+    {
+        var log = new ListLogger();
+        await using var engine = fixture.Engine(logger: log, broken: model => new FailingPlugin(PluginFixtures.RandomBridge(model, seed: 9)));
+        await using var server = await ChatServer.StartAsync(engine);
+        using var http = new HttpClient { BaseAddress = server.Address };
+        string body = $$$"""{"model": "tiny+broken", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "{{{ServingFixture.DataUri(ServingFixture.Image(2))}}}"}}]}]}""";
+        using var response = await http.PostAsync("v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+        await ServerTests.AssertError(response, HttpStatusCode.InternalServerError, "server_error", null, "internal_error", "the error is in its log");
+        Assert.Contains(log.Entries, e => e.Level == LogLevel.Error && e.Exception is InvalidOperationException { Message: FailingPlugin.Failure });
+        Assert.Equal(1, engine.Metrics.Completions("error"));
+        using var next = await http.PostAsync("v1/chat/completions", new StringContent(
+            """{"model": "tiny", "messages": [{"role": "user", "content": "still there?"}], "max_tokens": 2}""", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.OK, next.StatusCode);
+    }
+
+    /// <summary>A Bridge whose preparation of a prompt fails as a bug would.</summary>
+    private sealed class FailingPlugin(IPlugin inner) : IPlugin
+    {
+        public const string Failure = "a bug in the plug-in";
+        public string Design => inner.Design;
+        public PluginManifest Manifest => inner.Manifest;
+        public DecoderModel Base => inner.Base;
+        public IReadOnlyList<PluginParameter> Parameters => inner.Parameters;
+        public bool CanRouteText => inner.CanRouteText;
+        public bool CanEncodePixels => true;
+        public PreparedInput Prepare(MultimodalPrompt prompt) => throw new InvalidOperationException(Failure);
+    }
+
+    private sealed class ListLogger : ILogger
+    {
+        public List<(LogLevel Level, Exception? Exception)> Entries { get; } = [];
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            lock (Entries) Entries.Add((logLevel, exception));
         }
     }
 }

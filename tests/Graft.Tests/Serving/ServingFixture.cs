@@ -7,6 +7,7 @@ using Graft.Plugins;
 using Graft.Serving;
 using Graft.Tests.Plugins;
 using Graft.Tests.Support;
+using Microsoft.Extensions.Logging;
 using ChatMessage = Graft.Models.Chat.ChatMessage;
 
 namespace Graft.Tests.Serving;
@@ -55,15 +56,16 @@ public sealed class ServingFixture : IDisposable
 
     /// <summary>
     /// An engine over the base with the Bridge attached as "bridge" (it sees) and again, without its front end, as "blind"
-    /// (it cannot); it owns its model.
+    /// (it cannot), and optionally a plug-in made to fail as "broken"; it owns its model.
     /// </summary>
-    public ChatEngine Engine(ServingOptions? options = null)
+    public ChatEngine Engine(ServingOptions? options = null, ILogger? logger = null, Func<DecoderModel, IPlugin>? broken = null)
     {
         var model = DecoderModel.Load(ModelFolder);
         var host = new PluginHost(model);
         host.Attach(Plugin, PluginFile.Load(PluginFolder, model, PluginFixtures.Vision()));
         host.Attach(Blind, PluginFile.Load(PluginFolder, model));
-        return new ChatEngine(host, _tokenizer, _template, _generation, Base, options, owned: model);
+        if (broken is not null) host.Attach("broken", broken(model));
+        return new ChatEngine(host, _tokenizer, _template, _generation, Base, options, logger, owned: model);
     }
 
     /// <summary>The completion of one request generated alone (the plain TextGenerator over its own state), as the engine must give it.</summary>
