@@ -66,9 +66,7 @@ public sealed record PluginNewSettings(string Design, string BaseFolder, string?
         var mma = Design == Mma.DesignName ? ReadMmaOptions(model.Config.HiddenSize) : null;
         var iaa = Design == InnerAdaptor.DesignName ? ReadIaaOptions(model.Config.NumLayers) : null;
         var wings = Design == Wings.DesignName ? ReadWingsOptions() : null;
-        string spec = Vision ?? PluginNewOptions.DefaultVision;
-        bool isFolder = !spec.StartsWith(PatchPixelsFrontEnd.KindName, StringComparison.Ordinal);
-        vision = mma is not null && isFolder ? MmaVision(spec) : FrontEndFor(spec, isFolder);
+        vision = FrontEnd();
         try
         {
             return Design switch
@@ -85,6 +83,24 @@ public sealed record PluginNewSettings(string Design, string BaseFolder, string?
             vision = null;
             throw;
         }
+    }
+
+    /// <summary>
+    /// The vision front end a new plug-in of <see cref="Design"/> reads, as `plugin new` builds it (`graft train` trains on
+    /// the same): a tower read at <see cref="FeatureLayer"/>, MMA's CLIP tower with its ViT adapters, or patch-pixels; null for
+    /// Visual Experts. The caller disposes it.
+    /// </summary>
+    public IVisionFrontEnd? CreateFrontEnd()
+    {
+        CheckApplicable();
+        return Design == VisualExperts.DesignName ? null : FrontEnd();
+    }
+
+    private IVisionFrontEnd FrontEnd()
+    {
+        string spec = Vision ?? PluginNewOptions.DefaultVision;
+        bool isFolder = !spec.StartsWith(PatchPixelsFrontEnd.KindName, StringComparison.Ordinal);
+        return Design == Mma.DesignName && isFolder ? MmaVision(spec) : FrontEndFor(spec, isFolder);
     }
 
     /// <summary>Each given option against the designs it belongs to.</summary>

@@ -18,13 +18,11 @@ public static class TrainCommand
     /// <summary>The exit code of a run stopped by Ctrl-C (saved, resumable), as shells report SIGINT.</summary>
     public const int Interrupted = 130;
 
-    private const string DefaultVision = "patch-pixels:4:2";
-
     public static Command Create(Func<CancellationToken>? cancellation = null)
     {
         var recipe = new Option<string?>("--recipe") { Description = $"A recipe file, or preset:NAME ({string.Join(", ", Recipe.PresetNames)})" };
         var model = new Option<string?>("--model") { Description = "The base model folder (Hugging Face); only read" };
-        var vision = new Option<string?>("--vision") { Description = $"The vision front end: a CLIP/SigLIP folder or patch-pixels:GRID:CELLS (default {DefaultVision}); none for visual-experts" };
+        var vision = new Option<string?>("--vision") { Description = $"The vision front end, as plugin new takes it: a CLIP/SigLIP folder or patch-pixels:GRID:CELLS (default {PluginNewOptions.DefaultVision}); none for visual-experts" };
         var data = new Option<string[]>("--data") { Description = $"KIND:PATH[:SPLIT][@WEIGHT], repeatable; replaces the recipe's data sources (kinds: {string.Join(", ", DataSourceSpec.Kinds)})" };
         var output = new Option<string?>("--out") { Description = "The run folder: recipe.json, metrics.jsonl, checkpoints/ and NAME.graft" };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint" };
@@ -62,9 +60,7 @@ public static class TrainCommand
     public static int Run(RunOptions options, TextWriter output, TextWriter error, CancellationToken cancellation)
     {
         using var model = DecoderModel.Load(options.Model);
-        var vision = options.Recipe.Design == VisualExperts.DesignName
-            ? (options.Vision is null ? null : throw new ArgumentException($"--vision: {VisualExperts.DesignName} has its own trainable patch embedding and takes no vision front end"))
-            : VisionFrontEnds.Parse(options.Vision ?? DefaultVision);
+        var vision = new PluginNewSettings(options.Recipe.Design, options.Model, options.Vision, options.RunFolder).CreateFrontEnd();
         using var _ = vision as IDisposable;
         var request = new TrainingRequest
         {
@@ -106,6 +102,7 @@ public static class TrainCommand
         var c = CultureInfo.InvariantCulture;
         output.WriteLine(string.Create(c, $"trained {recipe.Name} ({recipe.Design}) in {result.Elapsed.TotalSeconds:F1} s: {result.Steps} steps, {result.Tokens:N0} positions ({result.TokensPerSecond:N0}/s)"));
         if (result.ResumedFromStep is int from) output.WriteLine($"resumed from step {from}");
+        if (result.BaseFolder is not null) output.WriteLine($"new base (the LLM trained with the projector): {result.BaseFolder}");
         foreach (var stage in result.Stages)
             output.WriteLine(string.Create(c, $"  {stage.Name}: {stage.Steps} steps, {string.Join(" + ", stage.Parts)} ({stage.TrainableParameters:N0} parameters), loss {stage.FirstLoss:F4} -> {stage.LastLoss:F4}, {stage.Seconds:F1} s, {stage.TokensPerSecond:N0} positions/s"));
         if (result.Skipped + result.Truncated > 0)
@@ -127,6 +124,7 @@ public static class TrainCommand
         ["skipped"] = result.Skipped,
         ["truncated"] = result.Truncated,
         ["resumed_from_step"] = result.ResumedFromStep,
+        ["base_folder"] = result.BaseFolder,
         ["trainable_parameters"] = result.Plugin.Parameters.Sum(p => (long)p.Tensor.Length),
         ["stages"] = new JsonArray(result.Stages.Select(s => (JsonNode?)new JsonObject
         {

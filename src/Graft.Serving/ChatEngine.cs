@@ -284,9 +284,9 @@ public sealed class ChatEngine : IAsyncDisposable
     private void Schedule()
     {
         var running = new List<Active>();
-        try
+        while (true)
         {
-            while (true)
+            try
             {
                 DropFinished(running);
                 if (_cancelRunning)
@@ -294,6 +294,7 @@ public sealed class ChatEngine : IAsyncDisposable
                     foreach (var active in running) End(active, new ServerBusyException(503, "the server shut down before the request finished", "server_shutting_down", null), "cancelled");
                     running.Clear();
                     Volatile.Write(ref _running, 0);
+                    _schedulerDone.TrySetResult();
                     return;
                 }
                 if (running.Count < Options.MaxBatch && Dequeue() is { } job)
@@ -307,16 +308,14 @@ public sealed class ChatEngine : IAsyncDisposable
                 else if (QueueDepth == 0) _wake.WaitOne(IdleWait);
                 Volatile.Write(ref _running, running.Count);
             }
-        }
-        catch (Exception e)
-        {
-            _logger.LogCritical(e, "the scheduler stopped");
-            foreach (var active in running) End(active, e, "error");
-            throw;
-        }
-        finally
-        {
-            _schedulerDone.TrySetResult();
+            catch (Exception e)
+            {
+                // A fault of the scheduler itself ends the requests it was running, not the engine: the next turn starts clean.
+                _logger.LogError(e, "the scheduler failed; ending the {Count} running requests", running.Count);
+                foreach (var active in running) End(active, e, "error");
+                running.Clear();
+                Volatile.Write(ref _running, 0);
+            }
         }
     }
 

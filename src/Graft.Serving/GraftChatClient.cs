@@ -36,13 +36,22 @@ public sealed class GraftChatClient(ChatEngine engine, string? defaultModelId = 
     public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<AiChatMessage> messages, ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var job = _engine.Submit(Request(messages, options), cancellationToken);
-        await foreach (var piece in job.Pieces.ReadAllAsync(cancellationToken))
-            yield return Update(job, [new TextContent(piece)]);
-        var result = await job.Result.WaitAsync(cancellationToken);
-        var last = Update(job, [new UsageContent(Usage(result))]);
-        last.FinishReason = FinishReasonOf(result);
-        yield return last;
+        // A caller that stops reading before the end cancels the request, as a client that disconnects does.
+        using var abandoned = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var job = _engine.Submit(Request(messages, options), abandoned.Token);
+        try
+        {
+            await foreach (var piece in job.Pieces.ReadAllAsync(cancellationToken))
+                yield return Update(job, [new TextContent(piece)]);
+            var result = await job.Result.WaitAsync(cancellationToken);
+            var last = Update(job, [new UsageContent(Usage(result))]);
+            last.FinishReason = FinishReasonOf(result);
+            yield return last;
+        }
+        finally
+        {
+            await abandoned.CancelAsync();
+        }
     }
 
     public object? GetService(Type serviceType, object? serviceKey = null)

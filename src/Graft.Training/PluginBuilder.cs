@@ -5,9 +5,11 @@ using Graft.Plugins;
 namespace Graft.Training;
 
 /// <summary>
-/// An untrained plug-in of a recipe's design, built with the design's options from the recipe (design.options: the
-/// fields of BridgeOptions, MmaOptions, InnerAdaptorOptions, WingsOptions or VisualExpertsOptions, in snake_case) and
-/// the recipe's seed. Every option is checked and a wrong one names its field.
+/// An untrained plug-in of a recipe's design, built with the design's options from the recipe (design.options: the design
+/// options of `graft plugin new`, in snake_case: tune; adapter_rank, adapter_groups, temperature, adapter_scale,
+/// adapter_dropout, projection_width; preset, layers, own_embedding, own_norm, own_head; rank, router, router_row_length;
+/// attention_experts, patch_size, image_size, vision_width, max_tiles) and the recipe's seed. The vision front end is the
+/// caller's. Every option is checked and a wrong one names its field.
 /// </summary>
 public static class PluginBuilder
 {
@@ -38,7 +40,7 @@ public static class PluginBuilder
         int seed = recipe.Seed;
         if (recipe.Design == VisualExperts.DesignName)
         {
-            o.Known("patch_size", "image_size", "vision_width", "max_tiles");
+            o.Known("patch_size", "image_size", "vision_width", "max_tiles", "attention_experts");
             var defaults = new VisualExpertsOptions();
             return VisualExperts.Create(baseModel, new VisualExpertsOptions
             {
@@ -47,6 +49,7 @@ public static class PluginBuilder
                 ImageSize = o.Int("image_size"),
                 VisionWidth = o.Int("vision_width"),
                 MaxTiles = o.Int("max_tiles") ?? defaults.MaxTiles,
+                AttentionExperts = o.Bool("attention_experts") ?? false,
             });
         }
         ArgumentNullException.ThrowIfNull(vision);
@@ -75,21 +78,23 @@ public static class PluginBuilder
             }
             case InnerAdaptor.DesignName:
             {
-                o.Known("preset", "insert_after", "own_head");
+                o.Known("preset", "layers", "own_embedding", "own_norm", "own_head");
                 var defaults = new InnerAdaptorOptions();
                 return InnerAdaptor.Create(baseModel, vision, new InnerAdaptorOptions
                 {
                     Seed = seed,
                     Preset = o.String("preset") ?? defaults.Preset,
-                    InsertAfter = o.Ints("insert_after"),
+                    InsertAfter = o.Ints("layers"),
+                    OwnEmbedding = o.Bool("own_embedding") ?? false,
+                    OwnNorm = o.Bool("own_norm") ?? false,
                     OwnHead = o.Bool("own_head") ?? false,
                 });
             }
             default:
             {
-                o.Known("rank", "router_input", "router_row_length");
+                o.Known("rank", "router", "router_row_length");
                 var defaults = new WingsOptions();
-                string? router = o.String("router_input");
+                string? router = o.String("router");
                 return Wings.Create(baseModel, vision, new WingsOptions
                 {
                     Seed = seed,
@@ -99,7 +104,7 @@ public static class PluginBuilder
                         null => defaults.RouterInput,
                         "image-text-mass" => WingsRouterInput.ImageTextMass,
                         "attention-row" => WingsRouterInput.AttentionRow,
-                        _ => throw o.Error("router_input", $"'{router}' is not image-text-mass or attention-row"),
+                        _ => throw o.Error("router", $"'{router}' is not image-text-mass or attention-row"),
                     },
                     RouterRowLength = o.Int("router_row_length") ?? defaults.RouterRowLength,
                 });

@@ -97,6 +97,15 @@ public static class PluginTrainer
         private Recipe _recipe;
         private IPlugin _plugin = null!;
         private bool _cacheFeatures;
+
+        /// <summary>The decoder the plug-in runs on: the frozen base, or in Bridge's full mode a trainable F32 copy of it.</summary>
+        private DecoderModel _model = null!;
+
+        /// <summary>Bridge's full mode: the copy's tensors, named as its checkpoint names them (empty for a plug-in).</summary>
+        private IReadOnlyList<PluginParameter> _baseParameters = [];
+
+        /// <summary>Every trainable tensor's name, for the optimiser's state.</summary>
+        private Dictionary<Tensor, string> _names = null!;
         private double _secondsBefore;
         private int _totalSteps;
         private int _stepsThisSession;
@@ -118,26 +127,70 @@ public static class PluginTrainer
             for (int i = 0; i < _recipe.Stages.Count; i++)
                 if (_recipe.Stages[i].Data.Sources.Count == 0)
                     throw new RecipeException(_recipe.Origin, $"stages[{i}].data.sources", "no data: give the recipe's data.sources, or --data KIND:PATH");
-            for (int i = 0; i < _recipe.Stages.Count; i++)
-                if (_recipe.Stages[i].Trainable.WholeBase)
-                    throw new RecipeException(_recipe.Origin, $"stages[{i}].trainable.base", "a plug-in recipe never trains the base; only Bridge's full mode does, which this build does not train yet");
+            bool full = CheckFullMode();
             var resumeFrom = PrepareRunFolder();
+            _model = full ? TrainableCopy(resumeFrom) : Base;
             _plugin = resumeFrom is { } checkpoint
-                ? PluginFile.Load(Path.Combine(checkpoint.Folder, TrainingCheckpoint.PluginFolderName), Base, _request.Vision)
-                : PluginBuilder.Create(_recipe, Base, _request.Vision);
+                ? PluginFile.Load(Path.Combine(checkpoint.Folder, TrainingCheckpoint.PluginFolderName), _model, _request.Vision)
+                : PluginBuilder.Create(_recipe, _model, _request.Vision);
             if (_plugin.Design != _recipe.Design)
                 throw new InvalidDataException($"{resumeFrom?.Folder}: the checkpoint holds a {_plugin.Design} plug-in, the recipe makes {_recipe.Design}");
+            if (full)
+                _baseParameters = _model.Weights.HuggingFaceTensors(_model.Config).Select(t => new PluginParameter(t.Key, BasePart, t.Value)).ToList();
+            _names = _plugin.Parameters.Concat(_baseParameters).ToDictionary<PluginParameter, Tensor, string>(p => p.Tensor, p => p.Name, ReferenceEqualityComparer.Instance);
             _cacheFeatures = _plugin is not VisualExperts && _plugin is not Mma { VisionAdapters.Count: > 0 };
             var data = LoadData(tokenizer);
             for (int i = 0; i < _recipe.Stages.Count; i++) NewStream(i, data);
             ResolveSteps(data);
             WriteRecipe(resumeFrom is not null);
             var baseNames = BaseTensorNames(Base);
-            var selections = Enumerable.Range(0, _recipe.Stages.Count).Select(i => TrainableSelection.Resolve(_recipe, i, _plugin, baseNames)).ToList();
+            var selections = Enumerable.Range(0, _recipe.Stages.Count).Select(i => Selection(i, baseNames)).ToList();
             return Train(data, selections, resumeFrom);
         }
 
-        private TrainingResult Train(Dictionary<string, List<TrainingExample>> data, List<IReadOnlyList<SelectedParameter>> selections,
+        /// <summary>The part name the base's own tensors are listed under in Bridge's full mode.</summary>
+        private const string BasePart = "base";
+
+        /// <summary>
+        /// Whether the recipe is Bridge's full mode: a stage training the whole base, which only a Bridge with tune "full"
+        /// may have (and which such a Bridge must have).
+        /// </summary>
+        private bool CheckFullMode()
+        {
+            int stage = -1;
+            for (int i = 0; i < _recipe.Stages.Count && stage < 0; i++)
+                if (_recipe.Stages[i].Trainable.WholeBase) stage = i;
+            bool fullBridge = _recipe.Design == Bridge.DesignName
+                && _recipe.DesignOptions["tune"] is System.Text.Json.Nodes.JsonValue tune && tune.TryGetValue(out string? mode) && string.Equals(mode, "full", StringComparison.OrdinalIgnoreCase);
+            if (stage >= 0 && !fullBridge)
+                throw new RecipeException(_recipe.Origin, $"stages[{stage}].trainable.base",
+                    "a plug-in recipe never trains the base; only Bridge's full mode (design bridge, options.tune \"full\") does, and writes a new base");
+            if (fullBridge && stage < 0)
+                throw new RecipeException(_recipe.Origin, "design.options.tune", "full mode trains the LLM, but no stage says so (trainable.base \"all\")");
+            return fullBridge;
+        }
+
+        /// <summary>A trainable F32 copy of the base (the run's own, from its checkpoint when resuming); the base itself is only read.</summary>
+        private DecoderModel TrainableCopy((string Folder, CheckpointState State)? resumeFrom)
+        {
+            if (resumeFrom is { } checkpoint)
+            {
+                using var saved = DecoderModel.Load(Path.Combine(checkpoint.Folder, TrainingCheckpoint.BaseFolderName));
+                return DecoderModel.FromWeights(saved.Config, saved.Weights.ToTrainable());
+            }
+            return DecoderModel.FromWeights(Base.Config, Base.Weights.ToTrainable());
+        }
+
+        /// <summary>What stage <paramref name="index"/> trains: its selection of the plug-in, and in full mode the whole base at the stage's rate.</summary>
+        private List<SelectedParameter> Selection(int index, IReadOnlyCollection<string> baseNames)
+        {
+            var selected = TrainableSelection.Resolve(_recipe, index, _plugin, baseNames).ToList();
+            if (_recipe.Stages[index].Trainable.WholeBase)
+                selected.AddRange(_baseParameters.Select(p => new SelectedParameter(p, _recipe.Stages[index].LearningRate, TrainableSelection.TakesDecay(p))));
+            return selected;
+        }
+
+        private TrainingResult Train(Dictionary<string, List<TrainingExample>> data, List<List<SelectedParameter>> selections,
             (string Folder, CheckpointState State)? resumeFrom)
         {
             var state = resumeFrom?.State ?? new CheckpointState
@@ -163,20 +216,35 @@ public static class PluginTrainer
                 foreach (var p in _plugin.Parameters) p.Tensor.RequiresGrad = true;
             }
             string pluginFolder = Path.Combine(RunFolder, _recipe.Name + ".graft");
-            PluginFile.Save(_plugin, pluginFolder, Provenance(state, finished: true));
+            string? baseFolder = null;
+            BaseDescription? savedFor = null;
+            if (_baseParameters.Count > 0)
+            {
+                baseFolder = Path.Combine(RunFolder, TrainingCheckpoint.BaseFolderName);
+                if (Directory.Exists(baseFolder)) Directory.Delete(baseFolder, recursive: true);   // a run that stopped between the two writes
+                TrainingCheckpoint.WriteBase(baseFolder, _model, TokenizerFolder);
+                savedFor = TrainingCheckpoint.CurrentDescription(_model);
+            }
+            PluginFile.Save(_plugin, pluginFolder, Provenance(state, finished: true), savedFor);
             return new TrainingResult(RunFolder, pluginFolder, _plugin, state.Finished, TimeSpan.FromSeconds(Seconds), state.Step, state.Tokens,
-                state.Skipped, state.Truncated, resumeFrom?.State.Step);
+                state.Skipped, state.Truncated, resumeFrom?.State.Step, baseFolder);
         }
+
+        /// <summary>The base folder's tokenizer files, copied beside a trained base; null when the base has no folder.</summary>
+        private string? TokenizerFolder => Base.Folder.Length > 0 && File.Exists(Path.Combine(Base.Folder, "tokenizer.json")) ? Base.Folder : null;
+
+        private CheckpointContents Contents(AdamW optimizer, CheckpointState state) =>
+            new(_plugin, Provenance(state, finished: false), optimizer, _names, _baseParameters.Count > 0 ? _model : null, TokenizerFolder);
 
         private double Seconds => _secondsBefore + _clock.Elapsed.TotalSeconds;
 
         /// <summary>One stage from <paramref name="state"/> to its last step; returns the state at its end (the stage added to the finished ones).</summary>
-        private CheckpointState RunStage(int index, Dictionary<string, List<TrainingExample>> data, IReadOnlyList<SelectedParameter> selection,
+        private CheckpointState RunStage(int index, Dictionary<string, List<TrainingExample>> data, List<SelectedParameter> selection,
             CheckpointState state, string? resumeCheckpoint, MetricsLog metrics)
         {
             var stage = _recipe.Stages[index];
             int total = stage.Steps!.Value;
-            foreach (var p in _plugin.Parameters) p.Tensor.RequiresGrad = false;
+            foreach (var p in _plugin.Parameters.Concat(_baseParameters)) p.Tensor.RequiresGrad = false;
             foreach (var s in selection) s.Parameter.Tensor.RequiresGrad = true;
             var trainable = selection.Select(s => s.Parameter.Tensor).ToArray();
             var groups = selection.GroupBy(s => (s.LearningRate, s.Decays))
@@ -189,7 +257,7 @@ public static class PluginTrainer
             var stream = NewStream(index, data);
             if (resumeCheckpoint is not null)
             {
-                TrainingCheckpoint.LoadOptimizer(resumeCheckpoint, optimizer, _plugin);
+                TrainingCheckpoint.LoadOptimizer(resumeCheckpoint, optimizer, _names);
                 stream.Skip(state.Drawn);
             }
             else state = state with { Stage = index, StageStep = 0, Drawn = 0, Current = null };
@@ -220,7 +288,7 @@ public static class PluginTrainer
                 };
                 if (step + 1 == total) state = state with { Finished = [.. state.Finished, current], Current = null };
                 bool save = step + 1 == total || (stage.CheckpointEvery > 0 && (step + 1) % stage.CheckpointEvery == 0);
-                string? saved = save ? TrainingCheckpoint.Save(RunFolder, state, _plugin, Provenance(state, finished: false), optimizer) : null;
+                string? saved = save ? TrainingCheckpoint.Save(RunFolder, state, Contents(optimizer, state)) : null;
                 float rate = defaultSchedule(step);
                 metrics.Write(new JsonObject
                 {
@@ -240,7 +308,7 @@ public static class PluginTrainer
         private (float Loss, long Targets, long Positions) RunStep(int index, StageRecipe stage, ExampleStream stream, int step, ref long skipped, ref long truncated)
         {
             // The base was never trained past its context (dynamic NTK scaling is made for going beyond it).
-            int limit = Base.Config.RopeScaling.Kind == RopeScalingKind.Dynamic ? stage.MaxLength : Math.Min(stage.MaxLength, Base.Config.MaxPositionEmbeddings);
+            int limit = _model.Config.RopeScaling.Kind == RopeScalingKind.Dynamic ? stage.MaxLength : Math.Min(stage.MaxLength, _model.Config.MaxPositionEmbeddings);
             double lossSum = 0;
             long targets = 0, positions = 0;
             int accepted = 0, refusedInARow = 0;
@@ -265,7 +333,7 @@ public static class PluginTrainer
                     prepared = _plugin.Prepare(shorter.ToPrompt(ImageFor));
                 }
                 refusedInARow = 0;
-                var (loss, count) = TrainingStep.Accumulate(Base, prepared);
+                var (loss, count) = TrainingStep.Accumulate(_model, prepared);
                 lossSum += (double)loss * count;
                 targets += count;
                 positions += prepared.Length;
@@ -311,7 +379,7 @@ public static class PluginTrainer
         [System.Diagnostics.CodeAnalysis.DoesNotReturn]
         private void Interrupt(CheckpointState state, AdamW optimizer)
         {
-            string saved = TrainingCheckpoint.Save(RunFolder, state with { Seconds = Seconds }, _plugin, Provenance(state, finished: false), optimizer);
+            string saved = TrainingCheckpoint.Save(RunFolder, state with { Seconds = Seconds }, Contents(optimizer, state));
             throw new TrainingInterruptedException(RunFolder, saved, state.Step, _cancellation);
         }
 
@@ -351,6 +419,8 @@ public static class PluginTrainer
         /// <summary>A fresh run needs an empty or new folder; a resumed one its recipe and (if any) its newest checkpoint.</summary>
         private (string Folder, CheckpointState State)? PrepareRunFolder()
         {
+            if (Base.Folder.Length > 0 && IsWithin(Path.GetFullPath(RunFolder), Path.GetFullPath(Base.Folder)))
+                throw new IOException($"run folder '{RunFolder}' is inside the base model folder '{Base.Folder}', which is only ever read");
             bool exists = Directory.Exists(RunFolder) && Directory.EnumerateFileSystemEntries(RunFolder).Any();
             if (!_request.Resume)
             {
@@ -404,6 +474,12 @@ public static class PluginTrainer
             ["skipped"] = state.Skipped,
             ["truncated"] = state.Truncated,
         };
+
+        private static bool IsWithin(string path, string folder)
+        {
+            string root = Path.TrimEndingDirectorySeparator(folder);
+            return path == root || path.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+        }
 
         private static string Key(DataSourceSpec spec) => $"{spec.Kind}:{spec.Path}:{spec.Split}";
 

@@ -11,7 +11,8 @@ public static class TrainableSelection
 {
     /// <summary>
     /// Every part each design can have. A plug-in built without one (MMA's vision_adapters with a parameter-free front end,
-    /// IAA's head without own_head) simply has no tensor of it, so naming it selects nothing rather than failing.
+    /// IAA's head without own_embedding/own_norm/own_head, Visual Experts' attn_ve without attention_experts) simply has no
+    /// tensor of it, so naming it selects nothing rather than failing.
     /// </summary>
     public static IReadOnlyDictionary<string, string[]> DesignParts { get; } = new Dictionary<string, string[]>
     {
@@ -19,7 +20,7 @@ public static class TrainableSelection
         [Mma.DesignName] = [Mma.LlmAdaptersPart, Mma.VisionAdaptersPart, Mma.ProjectionPart, Mma.ModalityPart],
         [InnerAdaptor.DesignName] = [InnerAdaptor.ProjectorPart, InnerAdaptor.InnerLayersPart, InnerAdaptor.HeadPart],
         [Wings.DesignName] = [Wings.ProjectorPart, Wings.VisualPart, Wings.TextualPart, Wings.RouterPart],
-        [VisualExperts.DesignName] = [VisualExperts.PatchEmbeddingPart, VisualExperts.Mlp1Part, VisualExperts.MarkersPart, VisualExperts.ExpertsPart],
+        [VisualExperts.DesignName] = [VisualExperts.PatchEmbeddingPart, VisualExperts.Mlp1Part, VisualExperts.MarkersPart, VisualExperts.ExpertsPart, VisualExperts.AttentionExpertsPart],
     };
 
     /// <summary>Words that name the base model rather than a part of a plug-in.</summary>

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Graft.Models.Llm;
 using Graft.Plugins;
 using Graft.Tensors;
 using Graft.Tensors.Optim;
@@ -33,14 +34,24 @@ public sealed record CheckpointState
 }
 
 /// <summary>
+/// What a checkpoint holds besides its state: the plug-in, the optimiser (its state keyed by <see cref="Names"/>), and,
+/// for Bridge's full mode, the base being trained (<see cref="TrainedBase"/>, written as a Hugging Face folder with the
+/// tokenizer files of <see cref="TokenizerFolder"/>, the plug-in saved for it).
+/// </summary>
+public sealed record CheckpointContents(IPlugin Plugin, JsonObject Training, AdamW Optimizer, IReadOnlyDictionary<Tensor, string> Names,
+    DecoderModel? TrainedBase = null, string? TokenizerFolder = null);
+
+/// <summary>
 /// Checkpoints of a run: checkpoints/step-NNNNNN/ holding plugin/ (a plug-in folder), optimizer.safetensors (AdamW's
-/// moments and step counts, by tensor name) and state.json. Each is written whole into a temporary folder beside the
-/// others and renamed into place, so a checkpoint folder is either complete or absent; the last <see cref="Keep"/> are kept.
+/// moments and step counts, by tensor name), state.json and, in Bridge's full mode, base/ (the LLM being trained, F32).
+/// Each is written whole into a temporary folder beside the others and renamed into place, so a checkpoint folder is
+/// either complete or absent; the last <see cref="Keep"/> are kept.
 /// </summary>
 public static class TrainingCheckpoint
 {
     public const string FolderName = "checkpoints";
     public const string PluginFolderName = "plugin";
+    public const string BaseFolderName = "base";
     public const string OptimizerFileName = "optimizer.safetensors";
     public const string StateFileName = "state.json";
     public const int Keep = 2;
@@ -50,8 +61,10 @@ public static class TrainingCheckpoint
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     /// <summary>Writes a checkpoint of <paramref name="state"/>'s step and returns its folder; older ones beyond <see cref="Keep"/> are removed.</summary>
-    public static string Save(string runFolder, CheckpointState state, IPlugin plugin, JsonObject training, AdamW optimizer)
+    public static string Save(string runFolder, CheckpointState state, CheckpointContents contents)
     {
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(contents);
         string root = Path.Combine(runFolder, FolderName);
         Directory.CreateDirectory(root);
         string final = Path.Combine(root, Prefix + state.Step.ToString("D6", CultureInfo.InvariantCulture));
@@ -60,8 +73,14 @@ public static class TrainingCheckpoint
         try
         {
             Directory.CreateDirectory(temporary);
-            PluginFile.Save(plugin, Path.Combine(temporary, PluginFolderName), training);
-            SafeTensorsWriter.Write(Path.Combine(temporary, OptimizerFileName), optimizer.StateTensors(NameOf(plugin)));
+            BaseDescription? savedFor = null;
+            if (contents.TrainedBase is { } model)
+            {
+                WriteBase(Path.Combine(temporary, BaseFolderName), model, contents.TokenizerFolder);
+                savedFor = CurrentDescription(model);
+            }
+            PluginFile.Save(contents.Plugin, Path.Combine(temporary, PluginFolderName), contents.Training, savedFor);
+            SafeTensorsWriter.Write(Path.Combine(temporary, OptimizerFileName), contents.Optimizer.StateTensors(tensor => contents.Names[tensor]));
             File.WriteAllText(Path.Combine(temporary, StateFileName), JsonSerializer.Serialize(state, Json));
             Directory.Move(temporary, final);
         }
@@ -72,6 +91,14 @@ public static class TrainingCheckpoint
         foreach (var old in Complete(root).SkipLast(Keep)) Directory.Delete(old.Folder, recursive: true);
         return final;
     }
+
+    /// <summary>A trained decoder as a Hugging Face folder (F32, every bit kept), with the tokenizer files of <paramref name="tokenizerFolder"/> when given.</summary>
+    public static void WriteBase(string folder, DecoderModel model, string? tokenizerFolder) =>
+        DecoderCheckpointWriter.Save(folder, model.Config, model.Weights, new DecoderCheckpointOptions { TokenizerFolder = tokenizerFolder });
+
+    /// <summary>The description of a base whose weights change (the fingerprint taken now, not the one cached for the model).</summary>
+    public static BaseDescription CurrentDescription(DecoderModel model) =>
+        BaseDescription.Of(model) with { Fingerprint = BaseFingerprint.Compute(model.Config, model.Weights) };
 
     /// <summary>The newest complete checkpoint of a run, or null; temporary folders a crash left behind are removed first.</summary>
     public static (string Folder, CheckpointState State)? Latest(string runFolder)
@@ -97,27 +124,20 @@ public static class TrainingCheckpoint
         return (newest.Folder, state);
     }
 
-    /// <summary>Restores the optimiser state saved with a checkpoint into <paramref name="optimizer"/> (built for the same stage).</summary>
-    public static void LoadOptimizer(string checkpoint, AdamW optimizer, IPlugin plugin)
+    /// <summary>Restores the optimiser state saved with a checkpoint into <paramref name="optimizer"/> (built for the same stage, its tensors named by <paramref name="names"/>).</summary>
+    public static void LoadOptimizer(string checkpoint, AdamW optimizer, IReadOnlyDictionary<Tensor, string> names)
     {
         string path = Path.Combine(checkpoint, OptimizerFileName);
         using var file = SafeTensorsFile.Open(path);
         var tensors = file.Tensors.ToDictionary(t => t.Name, t => Tensor.FromArray(file.ReadFloats(t.Name), t.Shape));
         try
         {
-            optimizer.LoadState(tensors, NameOf(plugin));
+            optimizer.LoadState(tensors, tensor => names[tensor]);
         }
         catch (ArgumentException e)
         {
             throw new InvalidDataException($"{path}: {e.Message}");
         }
-    }
-
-    /// <summary>Optimiser state is keyed by the plug-in's tensor names, which a reloaded plug-in shares.</summary>
-    private static Func<Tensor, string> NameOf(IPlugin plugin)
-    {
-        var names = plugin.Parameters.ToDictionary<PluginParameter, Tensor, string>(p => p.Tensor, p => p.Name, ReferenceEqualityComparer.Instance);
-        return tensor => names[tensor];
     }
 
     private static IEnumerable<(string Folder, int Step)> Complete(string root) =>

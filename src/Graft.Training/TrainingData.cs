@@ -63,7 +63,11 @@ public sealed class TrainingData
         var subjects = MmluReader.LoadWithShots(spec.Path, spec.Split ?? "train", MmluShots);
         foreach (var (subject, (questions, dev)) in subjects)
             for (int i = 0; i < questions.Count; i++)
-                yield return ($"{spec.Path} {subject} question {i}", PromptFormats.MmluAnswered(questions[i], dev, Math.Min(MmluShots, dev.Count)));
+            {
+                // Training on the dev split itself: a question is never its own shot (its answer would sit in the prompt).
+                var shots = dev.Where(d => d.Question != questions[i].Question).ToList();
+                yield return ($"{spec.Path} {subject} question {i}", PromptFormats.MmluAnswered(questions[i], shots, Math.Min(MmluShots, shots.Count)));
+            }
     }
 
     private static string Existing(string path, bool isFolder)

@@ -23,11 +23,13 @@ public sealed record StageSummary(
 /// <summary>
 /// A finished run: its folder, the trained plug-in (in memory, bound to the base and vision front end given, and saved
 /// as <see cref="PluginFolder"/>), each stage's summary, the totals, and the examples left out or shortened for
-/// max_length. <see cref="ResumedFromStep"/> is the checkpoint's step when the run was resumed.
+/// max_length. <see cref="ResumedFromStep"/> is the checkpoint's step when the run was resumed. In Bridge's full mode
+/// <see cref="BaseFolder"/> is the new base the run wrote (RUN/base, a Hugging Face folder) and the saved plug-in is bound
+/// to it, while <see cref="Plugin"/> runs on the trained copy in memory; null for a plug-in, which leaves the base as it was.
 /// </summary>
 public sealed record TrainingResult(
     string RunFolder, string PluginFolder, IPlugin Plugin, IReadOnlyList<StageSummary> Stages, TimeSpan Elapsed, int Steps,
-    long Tokens, long Skipped, long Truncated, int? ResumedFromStep)
+    long Tokens, long Skipped, long Truncated, int? ResumedFromStep, string? BaseFolder = null)
 {
     public double TokensPerSecond => Elapsed.TotalSeconds > 0 ? Tokens / Elapsed.TotalSeconds : 0;
 }

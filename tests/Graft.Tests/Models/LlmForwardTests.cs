@@ -171,3 +171,48 @@ public class LlmForwardTests
         return best;
     }
 }
+
+/// <summary>Logits at chosen rows only (what training asks for) and the rotary table behind every forward.</summary>
+public class LlmOutputRowsTests
+{
+    [Theory]
+    [MemberData(nameof(LlmForwardTests.Families), MemberType = typeof(LlmForwardTests))]
+    public void Output_rows_are_the_full_forwards_rows_and_gradients_flow_through_them(string family)
+    {
+        using var model = DecoderModel.Load(LlmGolden.ModelFolder(family));
+        using var golden = LlmGolden.Values(family);
+        var ids = LlmGolden.Ids(golden, "ids.0");
+        int[] rows = [ids.Length - 1, 0, 2];
+        var full = model.Forward(ids);
+        Tensor selected;
+        using (Autograd.NoGrad()) selected = model.ForwardEmbeddings(model.Embed(ids), outputRows: rows);
+        int vocab = model.Config.VocabSize;
+        Assert.Equal([rows.Length, vocab], selected.Shape);
+        for (int r = 0; r < rows.Length; r++)
+            TensorAssert.Close(full.Span.Slice(rows[r] * vocab, vocab), selected.Span.Slice(r * vocab, vocab), rtol: 1e-5f, atol: 1e-6f, what: $"{family} row {rows[r]}");
+
+        var embeddings = Tensor.Parameter(model.Embed(ids).ToArray(), ids.Length, model.Config.HiddenSize);
+        Ops.Sum(model.ForwardEmbeddings(embeddings, outputRows: [1])).Backward();
+        var gradient = embeddings.Grad!.ToArray();
+        Assert.Contains(gradient.AsSpan(0, 2 * model.Config.HiddenSize).ToArray(), g => g != 0);      // positions 0 and 1 reach row 1
+        Assert.All(gradient.AsSpan(2 * model.Config.HiddenSize).ToArray(), g => Assert.Equal(0f, g));  // later positions cannot (causal)
+        Assert.Throws<ArgumentException>(() => model.ForwardEmbeddings(model.Embed(ids), lastPositionOnly: true, outputRows: rows));
+    }
+
+    [Fact]
+    public void Rotary_cos_and_sin_are_the_same_from_the_table_and_computed()
+    {
+        var rope = RotaryEmbedding.Default(16, 10000);
+        Span<float> cos = stackalloc float[8], sin = stackalloc float[8];
+        foreach (int position in new[] { 0, 7, 4095, 4096, 9000 })
+        {
+            rope.CosSin(position, cos, sin);
+            for (int i = 0; i < 8; i++)
+            {
+                float angle = position * rope.InverseFrequencies[i];
+                Assert.Equal((float)Math.Cos(angle), cos[i]);
+                Assert.Equal((float)Math.Sin(angle), sin[i]);
+            }
+        }
+    }
+}

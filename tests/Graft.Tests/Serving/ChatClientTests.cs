@@ -87,6 +87,17 @@ public sealed class ChatClientTests(ServingFixture fixture) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_caller_that_stops_reading_a_stream_cancels_its_request()
+    {
+        await foreach (var update in _client.GetStreamingResponseAsync([new AiChatMessage(AiChatRole.User, "On and on")], new ChatOptions { MaxOutputTokens = 480, Temperature = 0f }))
+            if (update.Text.Length > 0) break;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (_engine.Metrics.Completions("cancelled") == 0 && clock.Elapsed < TimeSpan.FromSeconds(20)) await Task.Delay(5);
+        Assert.Equal(1, _engine.Metrics.Completions("cancelled"));
+        Assert.Equal(0, _engine.Metrics.Completions(FinishReason.Length));
+    }
+
+    [Fact]
     public async Task Max_output_tokens_and_stop_sequences_end_the_completion()
     {
         AiChatMessage[] conversation = [new(AiChatRole.User, "Keep talking")];

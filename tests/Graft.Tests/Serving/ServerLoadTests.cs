@@ -2,6 +2,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using Graft.Models.Generation;
+using Graft.Models.Imaging;
 using Graft.Models.Llm;
 using Graft.Plugins;
 using Graft.Serving;
@@ -208,6 +209,34 @@ public sealed class ServerLoadTests(ServingFixture fixture)
             if (clock.Elapsed > TimeSpan.FromSeconds(20)) throw new TimeoutException("the server never reached the expected state");
             await Task.Delay(5);
         }
+    }
+}
+
+/// <summary>Images as JPEG data URIs and, with local files allowed, as file:// URLs and absolute paths.</summary>
+[Collection(ServingCollection.Name)]
+public sealed class ServerImageSourceTests(ServingFixture fixture)
+{
+    [Fact]
+    public async Task Jpeg_data_uris_and_allowed_local_files_are_read_as_the_same_image()
+    {
+        await using var engine = fixture.Engine(new ServingOptions { AllowLocalFiles = true });
+        await using var server = await ChatServer.StartAsync(engine);
+        using var http = new HttpClient { BaseAddress = server.Address };
+        var path = Path.Combine(Graft.Tests.Support.GoldenCase.Folder("images"), "jpeg_420_q50.jpg");
+        var expected = fixture.Expected(ServingFixture.Plugin, [ChatMessage.User("see")], new SamplingOptions { MaxTokens = 6, Temperature = 0f }, [[ImageDecoder.Load(path)]]);
+        foreach (var url in new[] { "data:image/jpeg;base64," + Convert.ToBase64String(File.ReadAllBytes(path)), new Uri(path).AbsoluteUri, path })
+        {
+            string body = $$$"""{"model": "tiny+bridge", "max_tokens": 6, "temperature": 0, "messages": [{"role": "user", "content": [{"type": "text", "text": "see"}, {"type": "image_url", "image_url": {"url": "{{{url}}}"}}]}]}""";
+            using var response = await http.PostAsync("v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+            using var document = JsonDocument.Parse(text);
+            Assert.Equal(expected.Text, document.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
+            Assert.Equal(expected.PromptTokens, document.RootElement.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        }
+        string missing = $$$"""{"model": "tiny+bridge", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "{{{path}}}.missing"}}]}]}""";
+        await ServerTests.AssertError(await http.PostAsync("v1/chat/completions", new StringContent(missing, Encoding.UTF8, "application/json")),
+            HttpStatusCode.BadRequest, "invalid_request_error", "messages[0].content[0].image_url.url", "invalid_value", "there is no file");
     }
 }
 

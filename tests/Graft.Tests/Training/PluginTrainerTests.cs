@@ -215,4 +215,63 @@ public sealed class PluginTrainerTests : IDisposable
             stages: """{"name": "s", "trainable": {"parts": ["projector"], "base": "all"}, "learning_rate": 1e-3, "steps": 1}"""), "full"));
         Assert.Equal("stages[0].trainable.base", fullBase.Field);
     }
+
+    private const string FullStages = """
+        {"name": "projector", "trainable": {"parts": ["projector"]}, "learning_rate": 5e-3, "steps": 2, "batch_size": 2},
+        {"name": "full", "trainable": {"parts": ["projector"], "base": "all"}, "learning_rate": 1e-3, "steps": 3, "batch_size": 2, "checkpoint_every": 1}
+        """;
+
+    [Fact]
+    public void Bridge_full_writes_a_new_base_beside_a_projector_bound_to_it_and_never_the_old_one()
+    {
+        string baseFiles = PluginFixtures.HashFolder(_fixtures.Model);
+        var result = _fixtures.Train(_fixtures.Recipe("bridge", stages: FullStages, options: """{"tune": "full"}"""), "full");
+        Assert.Equal(baseFiles, PluginFixtures.HashFolder(_fixtures.Model));
+        Assert.Equal(Path.Combine(result.RunFolder, "base"), result.BaseFolder);
+        Assert.True(File.Exists(Path.Combine(result.BaseFolder!, "tokenizer.json")));
+        Assert.Equal(["projector", "projector + base"], result.Stages.Select(s => string.Join(" + ", s.Parts)));
+
+        using var original = DecoderModel.Load(_fixtures.Model);
+        using var trained = DecoderModel.Load(result.BaseFolder!);
+        Assert.Equal(original.Config.NumLayers, trained.Config.NumLayers);
+        Assert.NotEqual(original.Weights.Layers[0].Query.ToArray(), trained.Weights.Layers[0].Query.ToArray());
+        Assert.NotEqual(original.Weights.Embedding.ToArray(), trained.Weights.Embedding.ToArray());
+        var plugin = PluginFile.Load(result.PluginFolder, trained, TrainingFixtures.Vision());
+        Assert.Equal("full", plugin.Manifest.HyperParameters["tune"]!.GetValue<string>());
+        var refused = Assert.Throws<PluginCompatibilityException>(() => PluginFile.Load(result.PluginFolder, original, TrainingFixtures.Vision()));
+        Assert.Contains("fingerprint", refused.Message);
+        // The new base runs text as a base does: through the host, a text-only request is the new base's own forward.
+        var ids = Tokenizer.FromFolder(result.BaseFolder!).Encode("Question: what?");
+        var host = new PluginHost(trained);
+        host.Attach("b", plugin);
+        Assert.Equal(PluginFixtures.Bits(trained.Forward(ids)), PluginFixtures.Bits(host.Forward("b", MultimodalPrompt.FromIds(ids))));
+    }
+
+    [Fact]
+    public void Bridge_full_resumed_ends_bit_identical_base_and_projector()
+    {
+        var recipe = _fixtures.Recipe("bridge", stages: FullStages, options: """{"tune": "full"}""");
+        var straight = _fixtures.Train(recipe, "straight");
+        using var cancel = new CancellationTokenSource();
+        Assert.Throws<TrainingInterruptedException>(() =>
+            _fixtures.Train(recipe, "stopped", progress: new SyncProgress(p => { if (p.Step == 3) cancel.Cancel(); }), cancellation: cancel.Token));
+        Assert.True(Directory.Exists(Path.Combine(_fixtures.Sub("stopped"), TrainingCheckpoint.FolderName, "step-000003", TrainingCheckpoint.BaseFolderName)));
+        var resumed = _fixtures.Train(recipe, "stopped", resume: true);
+        Assert.Equal(Tensors(straight), Tensors(resumed));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(straight.BaseFolder!, "model.safetensors")), File.ReadAllBytes(Path.Combine(resumed.BaseFolder!, "model.safetensors")));
+    }
+
+    [Fact]
+    public void Only_bridge_in_full_mode_trains_the_base_and_it_must()
+    {
+        var notFull = Assert.Throws<RecipeException>(() => _fixtures.Train(_fixtures.Recipe("bridge", stages: FullStages), "a"));
+        Assert.Equal("stages[1].trainable.base", notFull.Field);
+        var wings = Assert.Throws<RecipeException>(() => _fixtures.Train(_fixtures.Recipe("wings",
+            stages: """{"name": "s", "trainable": {"parts": ["visual"], "base": "all"}, "learning_rate": 1e-3, "steps": 1}"""), "b"));
+        Assert.Equal("stages[0].trainable.base", wings.Field);
+        var idle = Assert.Throws<RecipeException>(() => _fixtures.Train(_fixtures.Recipe("bridge", steps: 1, options: """{"tune": "full"}"""), "c"));
+        Assert.Equal("design.options.tune", idle.Field);
+        var inside = Assert.Throws<IOException>(() => _fixtures.Train(_fixtures.Recipe("bridge", steps: 1), Path.Combine("model", "run")));
+        Assert.Contains("only ever read", inside.Message);
+    }
 }

@@ -169,10 +169,10 @@ public class RecipeTests
             model, design == VisualExperts.DesignName ? null : PluginFixtures.Vision()));
         Assert.Equal("design.options.tune", Build("bridge", """{"tune": "half"}""").Field);
         Assert.Equal("design.options.rank", Build("wings", """{"rank": -2}""").Field);
-        Assert.Equal("design.options.router_input", Build("wings", """{"router_input": "row"}""").Field);
+        Assert.Equal("design.options.router", Build("wings", """{"router": "row"}""").Field);
         Assert.Equal("design.options.ranks", Build("wings", """{"ranks": 2}""").Field);
-        Assert.Equal("design.options.insert_after", Build("inner-adaptor", """{"insert_after": [0, "x"]}""").Field);
-        Assert.Equal("design.options", Build("inner-adaptor", """{"insert_after": [5]}""").Field);
+        Assert.Equal("design.options.layers", Build("inner-adaptor", """{"layers": [0, "x"]}""").Field);
+        Assert.Equal("design.options", Build("inner-adaptor", """{"layers": [5]}""").Field);
         Assert.Equal("design.options.own_head", Build("inner-adaptor", """{"own_head": 1}""").Field);
         Assert.Equal("design.options", Build("mma", """{"adapter_rank": 7}""").Field);
         Assert.Equal("design.options.max_tiles", Build("visual-experts", """{"max_tiles": 0}""").Field);
