@@ -21,7 +21,10 @@ internal sealed record DemoSettings
 
     public int TrainScenes { get; init; } = 1000;
     public int TestScenes { get; init; } = 150;
-    public int IitDialogues { get; init; } = 8;
+    public int IitDialogues { get; init; } = 4;
+
+    /// <summary>Held-out text questions per test set and subject (the plug-in route of MMA and WINGS scores each through the plug-in).</summary>
+    public int TextQuestionsPerSubject { get; init; } = 15;
     public int Shots { get; init; } = 5;
     public IReadOnlyList<string> Variants { get; init; } = DemoRun.Variants.Select(v => v.Name).ToArray();
 }
@@ -66,11 +69,10 @@ internal static class DemoRun
         ShapesWorld.Write(new DataOutput(testScenes, force: true, ShapesWorld.OutputNames), settings.TestScenes, (ulong)settings.Seed * 2 + 2, assets.Shapes);
 
         string textTests = Path.Combine(dataFolder, "text-tests");
-        WriteTextTests(assets, textTests);
+        WriteTextTests(assets, textTests, settings.TextQuestionsPerSubject);
         var textBench = new BenchSpec(BenchKind.Mmlu, textTests);
         var imageBench = new BenchSpec(BenchKind.Shapes, testScenes);
-        var interleaved = new BenchSpec(BenchKind.Iit, $"{textBench},{new BenchSpec(BenchKind.ScienceQa, Path.Combine(testScenes, "scienceqa"))}",
-            textBench, new BenchSpec(BenchKind.ScienceQa, Path.Combine(testScenes, "scienceqa")));
+        var interleaved = new BenchSpec(BenchKind.Iit, $"{textBench},{imageBench}", textBench, imageBench);
         BenchSpec[] benches = [textBench, imageBench, interleaved];
         var evalOptions = new EvalOptions { Shots = settings.Shots, Split = "test", MaxNewTokens = 8, Seed = (ulong)settings.Seed, IitDialogues = settings.IitDialogues };
         var evalProgress = ProgressBar.ForStandardError(progress);
@@ -94,15 +96,21 @@ internal static class DemoRun
 
     /// <summary>
     /// The assets' text test sets as one MMLU folder, so one benchmark scores them all and reports each set by subject:
-    /// SET/{dev,test}/SUBJECT_{split}.csv becomes {dev,test}/SET.SUBJECT_{split}.csv.
+    /// SET/{dev,test}/SUBJECT_{split}.csv becomes {dev,test}/SET.SUBJECT_{split}.csv, with the first
+    /// <paramref name="questionsPerSubject"/> test questions of each (the demo's time budget; `graft eval` on the asset
+    /// folders scores them all).
     /// </summary>
-    private static void WriteTextTests(DemoAssetFolders assets, string folder)
+    private static void WriteTextTests(DemoAssetFolders assets, string folder, int questionsPerSubject)
     {
         var output = new DataOutput(folder, force: true, ["dev", "test"]);
         foreach (var (name, setFolder) in assets.TextTests)
             foreach (var split in (string[])["dev", "test"])
                 foreach (var file in Directory.GetFiles(Path.Combine(setFolder, split), "*.csv").Order(StringComparer.Ordinal))
-                    output.WriteText($"{split}/{name}.{Path.GetFileName(file)}", File.ReadAllText(file));
+                {
+                    var questions = MmluReader.ReadCsv(file);
+                    if (split == "test" && questions.Count > questionsPerSubject) questions = questions.GetRange(0, questionsPerSubject);
+                    output.WriteText($"{split}/{name}.{Path.GetFileName(file)}", MmluReader.ToCsv(questions));
+                }
     }
 
     private static Variant Find(string name) =>
@@ -135,7 +143,8 @@ internal static class DemoRun
 
         string baseFolder = training.BaseFolder ?? assets.Base;
         var textRun = training.BaseFolder is null ? baseRun : EvalCommand.Evaluate(baseFolder, benches, evalOptions, ProgressBar.ForStandardError(progress));
-        var (pluginRun, trainable, routesText) = EvalCommand.EvaluatePlugin(baseFolder, training.PluginFolder, assets.Vision, null, benches, evalOptions, ProgressBar.ForStandardError(progress));
+        string? visionFolder = recipe.Design == VisualExperts.DesignName ? null : assets.Vision;
+        var (pluginRun, trainable, routesText) = EvalCommand.EvaluatePlugin(baseFolder, training.PluginFolder, visionFolder, null, benches, evalOptions, ProgressBar.ForStandardError(progress));
         if (training.BaseFolder is not null) trainable += DecoderModel.Inspect(baseFolder).ParameterCount;
         var entry = new ReportEntry(variant.Name, trainable, FolderBytes(training.PluginFolder, "*"), textRun, pluginRun);
         return Row(variant.Name, recipe.Design, trainable, training.Elapsed, training.Steps, entry, routesText);
