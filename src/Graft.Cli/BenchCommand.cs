@@ -24,6 +24,26 @@ internal static class BenchCommand
         bench.Subcommands.Add(ServeBench.Create());
         return bench;
     }
+
+    /// <summary>A benchmark on a Qwen2-0.5B-shaped decoder: --json, --layers (24 by default, checked positive) and --no-peer, handed to <paramref name="run"/>.</summary>
+    internal static Command QwenShapedCommand(string name, string description, Func<bool, int, bool, int> run)
+    {
+        var json = new Option<bool>("--json") { Description = "One JSON object per line per measurement instead of a table." };
+        var layers = new Option<int>("--layers") { Description = "Decoder layers (Qwen2-0.5B has 24); fewer for a quicker run.", DefaultValueFactory = _ => 24 };
+        var noPeer = new Option<bool>("--no-peer") { Description = "Skip the PyTorch peer run." };
+        var command = new Command(name, description);
+        command.Options.Add(json);
+        command.Options.Add(layers);
+        command.Options.Add(noPeer);
+        command.SetAction(parseResult =>
+        {
+            int count = parseResult.GetValue(layers);
+            if (count > 0) return run(parseResult.GetValue(json), count, parseResult.GetValue(noPeer));
+            Console.Error.WriteLine($"--layers must be positive, got {count}");
+            return 2;
+        });
+        return command;
+    }
 }
 
 /// <summary>

@@ -53,27 +53,11 @@ internal static class DecodeBench
     /// <summary>One timed phase: tokens per second (median of the repeats or steps) for one side.</summary>
     sealed record PeerReport(string TorchVersion, double PrefillTokensPerSecond, double DecodeTokensPerSecond);
 
-    public static Command Create()
-    {
-        var json = new Option<bool>("--json") { Description = "One JSON object per line per measurement instead of a table." };
-        var layers = new Option<int>("--layers") { Description = "Decoder layers (Qwen2-0.5B has 24); fewer for a quicker run.", DefaultValueFactory = _ => 24 };
-        var noPeer = new Option<bool>("--no-peer") { Description = "Skip the PyTorch peer run." };
-        var command = new Command("decode",
-            $"Prefill ({PromptTokens} tokens) and KV-cached decode ({DecodeTokens} tokens) of a Qwen2-0.5B-shaped model with random weights, f32 and bf16, vs PyTorch.");
-        command.Options.Add(json);
-        command.Options.Add(layers);
-        command.Options.Add(noPeer);
-        command.SetAction(parseResult => Run(parseResult.GetValue(json), parseResult.GetValue(layers), parseResult.GetValue(noPeer)));
-        return command;
-    }
+    public static Command Create() => BenchCommand.QwenShapedCommand("decode",
+        $"Prefill ({PromptTokens} tokens) and KV-cached decode ({DecodeTokens} tokens) of a Qwen2-0.5B-shaped model with random weights, f32 and bf16, vs PyTorch.", Run);
 
     static int Run(bool json, int layers, bool noPeer)
     {
-        if (layers <= 0)
-        {
-            Console.Error.WriteLine($"--layers must be positive, got {layers}");
-            return 2;
-        }
         var config = Qwen2HalfBillion(layers);
         // The peer runs first and exits, so its weights and ours are never resident together.
         string? peerProblem = null;

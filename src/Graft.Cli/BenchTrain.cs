@@ -35,27 +35,11 @@ internal static class TrainBench
         VocabSize = 2048, HiddenSize = 128, IntermediateSize = 384, NumHeads = 4, NumKeyValueHeads = 2, HeadDim = 32, MaxPositionEmbeddings = 512,
     };
 
-    public static Command Create()
-    {
-        var json = new Option<bool>("--json") { Description = "One JSON object per line per measurement instead of a table." };
-        var layers = new Option<int>("--layers") { Description = "Layers of the Qwen2-0.5B-shaped base (24); fewer for a quicker run.", DefaultValueFactory = _ => 24 };
-        var noPeer = new Option<bool>("--no-peer") { Description = "Skip the PyTorch peer runs." };
-        var command = new Command("train",
-            $"One Bridge training step (forward + backward + AdamW) on a small and a Qwen2-0.5B-shaped base, {SequenceLength}-token multimodal sequences, vs PyTorch.");
-        command.Options.Add(json);
-        command.Options.Add(layers);
-        command.Options.Add(noPeer);
-        command.SetAction(parseResult => Run(parseResult.GetValue(json), parseResult.GetValue(layers), parseResult.GetValue(noPeer)));
-        return command;
-    }
+    public static Command Create() => BenchCommand.QwenShapedCommand("train",
+        $"One Bridge training step (forward + backward + AdamW) on a small and a Qwen2-0.5B-shaped base, {SequenceLength}-token multimodal sequences, vs PyTorch.", Run);
 
     static int Run(bool json, int layers, bool noPeer)
     {
-        if (layers <= 0)
-        {
-            Console.Error.WriteLine($"--layers must be positive, got {layers}");
-            return 2;
-        }
         Case[] cases =
         [
             new("small (d 128, 4 layers, vocab 2048)", Small(), VisionWidth: 128, Batch: 8, WarmupSteps: 2, Steps: 7),

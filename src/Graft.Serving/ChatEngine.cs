@@ -40,6 +40,7 @@ public sealed class ChatEngine : IAsyncDisposable
     private bool _accepting = true;
     private volatile bool _cancelRunning;
     private int _running;
+    private int _disposed;
 
     /// <param name="baseName">The base's model id.</param>
     /// <param name="owned">Disposed with the engine (the deployment it was opened from).</param>
@@ -156,7 +157,7 @@ public sealed class ChatEngine : IAsyncDisposable
         var (prompt, promptTokens) = Prompt(request, plugin);
         var sampling = Sampling(request);
         if (promptTokens is int count)
-            CheckContext(count, request.MaxTokens, request.MessagesParameter);
+            CheckContext(count, request.MaxTokens);
         var job = new ChatJob(request.Model, _models[request.Model].Session, prompt, sampling, request.MaxTokens, cancellationToken);
         lock (_lock)
         {
@@ -185,6 +186,7 @@ public sealed class ChatEngine : IAsyncDisposable
     /// </summary>
     public async Task StopAsync()
     {
+        if (_schedulerDone.Task.IsCompleted) return;
         List<ChatJob> waiting;
         lock (_lock)
         {
@@ -203,6 +205,7 @@ public sealed class ChatEngine : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         await StopAsync();
         _wake.Dispose();
         _owned?.Dispose();
@@ -211,7 +214,7 @@ public sealed class ChatEngine : IAsyncDisposable
     /// <summary>The conversation as the plug-in's prompt; the token count when it is text only (an image's is known once its plug-in prepares it).</summary>
     private (MultimodalPrompt Prompt, int? Tokens) Prompt(ChatRequest request, string? plugin)
     {
-        string param = request.MessagesParameter;
+        const string param = "messages";
         if (request.Messages is null || request.Messages.Count == 0)
             throw new ChatRequestException(400, $"'{param}' must hold at least one message", param, "missing_required_parameter");
         var messages = new List<ChatMessage>(request.Messages.Count);
@@ -268,11 +271,11 @@ public sealed class ChatEngine : IAsyncDisposable
         return options;
     }
 
-    private void CheckContext(int promptTokens, int? maxTokens, string param)
+    private void CheckContext(int promptTokens, int? maxTokens)
     {
         if (promptTokens >= ContextLength)
             throw new ChatRequestException(400, $"the prompt has {promptTokens} tokens; this server's context length is {ContextLength} tokens, leaving no room for a completion",
-                param, "context_length_exceeded");
+                "messages", "context_length_exceeded");
         if (maxTokens is int m && promptTokens + m > ContextLength)
             throw new ChatRequestException(400, $"this server's context length is {ContextLength} tokens, but {promptTokens + m} were requested ({promptTokens} in the messages, {m} in the completion)",
                 "max_tokens", "context_length_exceeded");
@@ -368,7 +371,7 @@ public sealed class ChatEngine : IAsyncDisposable
             int limit = job.MaxTokens ?? Options.DefaultMaxTokens;
             var request = job.Session.Request(job.Prompt, limit);
             int promptTokens = request.PromptIds.Count;
-            CheckContext(promptTokens, job.MaxTokens, "messages");
+            CheckContext(promptTokens, job.MaxTokens);
             var sampling = job.Sampling with { MaxTokens = Math.Min(limit, ContextLength - promptTokens) };
             var completion = new Completion(_tokenizer, _eos, sampling, request.VocabSize, request.MaxSequenceLength, request.PromptIds);
             state = request.CreateState();

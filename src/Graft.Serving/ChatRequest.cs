@@ -26,9 +26,6 @@ public sealed record ChatRequest
 
     public IReadOnlyList<string> Stop { get; init; } = [];
 
-    /// <summary>Where the request's fields came from, for error messages ("messages", or an IChatClient's names).</summary>
-    public string MessagesParameter { get; init; } = "messages";
-
     /// <summary>A 64-bit seed (OpenAI's, ChatOptions') as the sampler's 32-bit one: the halves folded, so distinct seeds stay distinct in practice.</summary>
     public static int SeedFrom(long seed) => unchecked((int)(seed ^ (seed >> 32)));
 }

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using Graft.Models.Generation;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -144,7 +145,7 @@ public sealed class ChatServer : IAsyncDisposable
         if (request.Stream) await Stream(context, job, request.IncludeUsage);
         else
         {
-            Models.Generation.GenerationResult result;
+            GenerationResult result;
             try
             {
                 result = await job.Result;

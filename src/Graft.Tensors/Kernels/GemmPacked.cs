@@ -204,11 +204,15 @@ public static unsafe partial class Gemm
         int strips = (blockRows + mr - 1) / mr;
         if (transA)
         {
-            // Stored rows run along m: read each once, contiguously, and deal it out to the strips.
+            // Stored rows run along m: read each once, contiguously, and deal it out to the strips (a whole strip of 8 rows
+            // is one vector: the weight gradients and attention's backward products all come through here).
+            int fullStrips = mr == 8 ? blockRows / 8 : 0;
             for (int p = 0; p < kc; p++)
             {
                 float* source = a + (long)(pc + p) * lda + ic;
-                for (int s = 0; s < strips; s++)
+                for (int s = 0; s < fullStrips; s++)
+                    Vector256.Store(Vector256.Load(source + s * 8), packed + ((long)s * kc + p) * 8);
+                for (int s = fullStrips; s < strips; s++)
                 {
                     int rows = Math.Min(mr, blockRows - s * mr);
                     float* target = packed + ((long)s * kc + p) * mr;
