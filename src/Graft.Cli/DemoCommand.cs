@@ -33,7 +33,7 @@ internal static class DemoCommand
             var stdout = parse.InvocationConfiguration.Output;
             var stderr = parse.InvocationConfiguration.Error;
             if (parse.GetValue(rebuild))
-                return Task.FromResult(RebuildAssets(parse.GetValue(assets) ?? Path.Combine("assets", "demo"), parse.GetValue(seed), stdout, stderr, cancellation));
+                return Task.FromResult(1);
             return Task.FromResult(EvalCommand.Guarded("demo", stderr, () =>
             {
                 var settings = new DemoSettings
@@ -67,37 +67,4 @@ internal static class DemoCommand
     private static int Positive(int value, string option) =>
         value > 0 ? value : throw new ArgumentException($"{option} must be a positive number, not {value}");
 
-    /// <summary>`graft demo --rebuild-assets [--assets DIR] [--seed S]`: the base model and vision tower from scratch, timed.</summary>
-    private static int RebuildAssets(string folder, int seed, TextWriter stdout, TextWriter stderr, CancellationToken cancellation)
-    {
-        var options = new DemoAssetsOptions
-        {
-            EvaluateText = (baseFolder, sets, token) => TextTestEvaluation.Score(baseFolder, sets, cancellationToken: token),
-        };
-        try
-        {
-            var report = DemoAssets.Build(folder, seed, new LineProgress(stdout), cancellation, options);
-            stdout.WriteLine();
-            foreach (var (part, time) in report.Times) stdout.WriteLine($"{part,-11} {time.TotalSeconds,7:F1} s");
-            stdout.WriteLine($"{"total",-11} {report.Total.TotalSeconds,7:F1} s");
-            stdout.WriteLine($"wrote {Path.GetFullPath(folder)} (base/, vision/, text-tests/, {DemoAssets.ManifestFileName})");
-            return 0;
-        }
-        catch (OperationCanceledException)
-        {
-            stderr.WriteLine($"graft demo --rebuild-assets: cancelled; {folder} was left as it was");
-            return 130;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
-        {
-            stderr.WriteLine($"graft demo --rebuild-assets: {e.Message}");
-            return 1;
-        }
-    }
-
-    /// <summary>Each line of a build's progress, written as it comes (not posted to the thread pool as Progress&lt;T&gt; would).</summary>
-    private sealed class LineProgress(TextWriter output) : IProgress<DemoAssetsProgress>
-    {
-        public void Report(DemoAssetsProgress value) => output.WriteLine($"[{value.Stage}] {value.Message}");
-    }
 }
