@@ -1,75 +1,95 @@
 using System.CommandLine;
-using System.Text.Json;
 using Graft.Eval;
 using Graft.Training;
 
 namespace Graft.Cli;
 
+/// <summary>
+/// `graft demo`: trains every design on generated data from the committed demo assets and prints the table (text skill
+/// kept, image skill gained, parameters, time); `--rebuild-assets` retrains the assets themselves from scratch.
+/// </summary>
 internal static class DemoCommand
 {
     public static Command Create()
     {
-        var json = new Option<bool>("--json") { Description = "Print the results as JSON." };
-        var seed = new Option<int>("--seed") { Description = "Seed for data and initialisation.", DefaultValueFactory = _ => 1 };
-        var rebuild = new Option<bool>("--rebuild-assets") { Description = "Retrain the demo's base model and vision encoder from scratch and write them to --assets." };
-        var assets = new Option<string>("--assets") { Description = "The demo assets folder.", DefaultValueFactory = _ => Path.Combine("assets", "demo") };
-        var command = new Command("demo", "Train a tiny base model and a vision plug-in on generated data; show text skill kept and image skill gained.");
-        command.Options.Add(json);
-        command.Options.Add(seed);
-        command.Options.Add(rebuild);
-        command.Options.Add(assets);
-        command.SetAction((parse, cancellationToken) =>
+        var defaults = new DemoSettings { Assets = "", Output = "" };
+        var json = new Option<bool>("--json") { Description = "Print the results as JSON on stdout (progress stays on stderr)." };
+        var seed = new Option<int>("--seed") { Description = "Seed of the generated scenes, the plug-ins' initialisation and their data order.", DefaultValueFactory = _ => 1 };
+        var output = new Option<string>("--out") { Description = "Folder for the generated data, the training runs and the report.", DefaultValueFactory = _ => "graft-demo" };
+        var assets = new Option<string?>("--assets") { Description = "The demo assets folder (default: the assets shipped with Graft)." };
+        var steps = new Option<int>("--steps") { Description = "Optimiser steps per design.", DefaultValueFactory = _ => defaults.Steps };
+        var designs = new Option<string[]>("--designs")
         {
-            if (parse.GetValue(rebuild)) return Task.FromResult(RebuildAssets(parse.GetValue(assets)!, parse.GetValue(seed), cancellationToken));
-            bool asJson = parse.GetValue(json);
-            var result = EngineDemo.Run(parse.GetValue(seed), asJson ? null : Console.WriteLine);
-            if (asJson)
+            Description = $"The designs to train ({string.Join(", ", DemoRun.Variants.Select(v => v.Name))}); all by default.",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var trainScenes = new Option<int>("--train-scenes") { Description = "Generated training scenes.", DefaultValueFactory = _ => defaults.TrainScenes };
+        var testScenes = new Option<int>("--test-scenes") { Description = "Generated held-out scenes.", DefaultValueFactory = _ => defaults.TestScenes };
+        var rebuild = new Option<bool>("--rebuild-assets") { Description = "Retrain the demo's base model and vision encoder from scratch into --assets (default assets/demo), and report how long it took." };
+        var command = new Command("demo", "Train every plug-in design on generated data over a small base model; show text skill kept, image skill gained, parameters and time.");
+        foreach (var option in new Option[] { json, seed, output, assets, steps, designs, trainScenes, testScenes, rebuild }) command.Options.Add(option);
+        command.SetAction((parse, cancellation) =>
+        {
+            var stdout = parse.InvocationConfiguration.Output;
+            var stderr = parse.InvocationConfiguration.Error;
+            if (parse.GetValue(rebuild))
+                return Task.FromResult(RebuildAssets(parse.GetValue(assets) ?? Path.Combine("assets", "demo"), parse.GetValue(seed), stdout, stderr, cancellation));
+            return Task.FromResult(EvalCommand.Guarded("demo", stderr, () =>
             {
-                Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
-                return Task.FromResult(result.TextLogitsBitIdentical ? 0 : 1);
-            }
-            Console.WriteLine();
-            Console.WriteLine("| model            | trainable params | train time | text accuracy | image accuracy |");
-            Console.WriteLine("|------------------|-----------------:|-----------:|--------------:|---------------:|");
-            Console.WriteLine($"| base             | {result.BaseParameters,16:N0} | {result.BaseTrainingTime.TotalSeconds,9:F1}s | {result.BaseTextAccuracy,13:P1} | {"n/a",14} |");
-            Console.WriteLine($"| base + plug-in   | {result.PluginParameters,16:N0} | {result.PluginTrainingTime.TotalSeconds,9:F1}s | {result.TextAccuracyAfterPlugin,13:P1} | {result.ImageAccuracy,14:P1} |");
-            Console.WriteLine();
-            Console.WriteLine($"Text logits after training the plug-in are {(result.TextLogitsBitIdentical ? "bit-identical to" : "DIFFERENT from")} the base's; image chance level is {result.ImageChance:P0}.");
-            return Task.FromResult(result.TextLogitsBitIdentical ? 0 : 1);
+                var settings = new DemoSettings
+                {
+                    Assets = parse.GetValue(assets) ?? DemoAssetFolders.DefaultRoot(),
+                    Output = parse.GetValue(output)!,
+                    Seed = parse.GetValue(seed),
+                    Steps = Positive(parse.GetValue(steps), "--steps"),
+                    TrainScenes = Positive(parse.GetValue(trainScenes), "--train-scenes"),
+                    TestScenes = Positive(parse.GetValue(testScenes), "--test-scenes"),
+                    Variants = parse.GetValue(designs) is { Length: > 0 } chosen ? chosen : defaults.Variants,
+                };
+                bool asJson = parse.GetValue(json);
+                try
+                {
+                    var result = DemoRun.Run(settings, asJson ? stderr : stdout, stderr, cancellation);
+                    if (asJson) stdout.WriteLine(DemoRun.ToJson(result).ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+                    else DemoRun.PrintTable(result, stdout);
+                    return 0;
+                }
+                catch (OperationCanceledException)
+                {
+                    stderr.WriteLine($"graft demo: cancelled; what was finished is in {settings.Output}");
+                    return 130;
+                }
+            }));
         });
         return command;
     }
 
+    private static int Positive(int value, string option) =>
+        value > 0 ? value : throw new ArgumentException($"{option} must be a positive number, not {value}");
+
     /// <summary>`graft demo --rebuild-assets [--assets DIR] [--seed S]`: the base model and vision tower from scratch, timed.</summary>
-    private static int RebuildAssets(string folder, int seed, CancellationToken cancellationToken)
+    private static int RebuildAssets(string folder, int seed, TextWriter stdout, TextWriter stderr, CancellationToken cancellation)
     {
         var options = new DemoAssetsOptions
         {
             EvaluateText = (baseFolder, tests, token) => TextTestEvaluation.Score(baseFolder, tests, cancellationToken: token),
         };
-        try
+        return EvalCommand.Guarded("demo --rebuild-assets", stderr, () =>
         {
-            var report = DemoAssets.Build(folder, seed, new ConsoleProgress(), cancellationToken, options);
-            Console.WriteLine();
-            foreach (var (part, time) in report.Times) Console.WriteLine($"{part,-11} {time.TotalSeconds,7:F1} s");
-            Console.WriteLine($"{"total",-11} {report.Total.TotalSeconds,7:F1} s");
-            Console.WriteLine($"wrote {Path.GetFullPath(folder)} (base/, vision/, text-tests/, {DemoAssets.ManifestFileName})");
-            return 0;
-        }
-        catch (OperationCanceledException)
-        {
-            Console.Error.WriteLine($"graft demo --rebuild-assets: cancelled; {folder} was left as it was");
-            return 130;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
-        {
-            Console.Error.WriteLine($"graft demo --rebuild-assets: {e.Message}");
-            return 1;
-        }
-    }
-
-    private sealed class ConsoleProgress : IProgress<DemoAssetsProgress>
-    {
-        public void Report(DemoAssetsProgress value) => Console.WriteLine($"[{value.Stage}] {value.Message}");
+            try
+            {
+                var report = DemoAssets.Build(folder, seed, new Progress<DemoAssetsProgress>(p => stdout.WriteLine($"[{p.Stage}] {p.Message}")), cancellation, options);
+                stdout.WriteLine();
+                foreach (var (part, time) in report.Times) stdout.WriteLine($"{part,-11} {time.TotalSeconds,7:F1} s");
+                stdout.WriteLine($"{"total",-11} {report.Total.TotalSeconds,7:F1} s");
+                stdout.WriteLine($"wrote {Path.GetFullPath(folder)} (base/, vision/, text-tests/, {DemoAssets.ManifestFileName})");
+                return 0;
+            }
+            catch (OperationCanceledException)
+            {
+                stderr.WriteLine($"graft demo --rebuild-assets: cancelled; {folder} was left as it was");
+                return 130;
+            }
+        });
     }
 }

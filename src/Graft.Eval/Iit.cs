@@ -110,17 +110,23 @@ public static class Iit
         _ => throw new ArgumentException($"the IIT text set must be mmlu or scienceqa, not {set.Name}"),
     };
 
-    /// <summary>Image questions: the ScienceQA problems of the split that have an image (shapes: its scienceqa/ folder).</summary>
+    /// <summary>
+    /// Image questions: the ScienceQA problems of the split that have an image; for a shapes folder (one generated set,
+    /// scored whole as its free answers are), every problem of its scienceqa/ folder that has an image, whatever its split.
+    /// </summary>
     public static List<ChoiceQuestion> ImageQuestions(BenchSpec set, EvalOptions options)
     {
-        string folder = set.Kind switch
+        var problems = set.Kind switch
         {
-            BenchKind.ScienceQa => set.Path,
-            BenchKind.Shapes => Path.Combine(set.Path, "scienceqa"),
+            BenchKind.ScienceQa => ScienceQaDataset.Load(set.Path).Split(options.Split),
+            BenchKind.Shapes => AllSplits(ScienceQaDataset.Load(Path.Combine(set.Path, "scienceqa"))),
             _ => throw new ArgumentException($"the IIT image set must be scienceqa or shapes, not {set.Name}"),
         };
-        return ScienceQaDataset.Load(folder).Split(options.Split).Where(p => p.HasImage).Select(ChoiceQuestion.FromScienceQa).ToList();
+        return problems.Where(p => p.HasImage).Select(ChoiceQuestion.FromScienceQa).ToList();
     }
+
+    private static List<ScienceQaProblem> AllSplits(ScienceQaDataset dataset) =>
+        dataset.Splits.Keys.Order(StringComparer.Ordinal).SelectMany(dataset.Split).ToList();
 
     /// <summary>A shuffled pool handed out in order, reshuffled when it cannot fill a dialogue.</summary>
     private sealed class Pool(IReadOnlyList<ChoiceQuestion> items, SeededRandom random)

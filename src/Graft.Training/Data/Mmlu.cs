@@ -19,6 +19,14 @@ public sealed record MmluQuestion(string Subject, string Question, IReadOnlyList
 public static class MmluReader
 {
     /// <summary>One subject's CSV; the subject is the file name less "_{split}.csv".</summary>
+    /// <summary>Questions in MMLU's CSV layout (no header: question, the choices, the answer letter), as <see cref="ReadCsv"/> reads them.</summary>
+    public static string ToCsv(IEnumerable<MmluQuestion> questions)
+    {
+        var text = new System.Text.StringBuilder();
+        foreach (var q in questions) Csv.AppendRecord(text, [q.Question, .. q.Choices, q.AnswerLetter.ToString()]);
+        return text.ToString();
+    }
+
     public static List<MmluQuestion> ReadCsv(string path)
     {
         string subject = SubjectOf(path);

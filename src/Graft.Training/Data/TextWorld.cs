@@ -188,13 +188,8 @@ public static class TextWorld
         }
     }
 
-    private static void WriteCsv(DataOutput output, string split, string subject, IEnumerable<MmluQuestion> questions)
-    {
-        var text = new StringBuilder();
-        foreach (var q in questions)
-            Csv.AppendRecord(text, [q.Question, .. q.Choices, q.AnswerLetter.ToString()]);
-        output.WriteText($"mmlu/{split}/{subject}_{split}.csv", text.ToString());
-    }
+    private static void WriteCsv(DataOutput output, string split, string subject, IEnumerable<MmluQuestion> questions) =>
+        output.WriteText($"mmlu/{split}/{subject}_{split}.csv", MmluReader.ToCsv(questions));
 
     private static void WriteKnowledge(Utf8JsonWriter w, KnowledgeBase kb)
     {
