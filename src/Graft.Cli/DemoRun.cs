@@ -130,7 +130,7 @@ internal static class DemoRun
         TrainingResult training;
         using (var model = DecoderModel.Load(assets.Base))
         {
-            var vision = recipe.Design == VisualExperts.DesignName ? null : VisionFrontEnds.Parse(assets.Vision);
+            var vision = new PluginNewSettings(recipe.Design, assets.Base, recipe.Design == VisualExperts.DesignName ? null : assets.Vision, runFolder).CreateFrontEnd();
             using var _ = vision as IDisposable;
             var request = new TrainingRequest
             {

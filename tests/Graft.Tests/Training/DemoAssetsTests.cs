@@ -92,7 +92,7 @@ public sealed class DemoAssetsTests
             .Select(s => (Set: s.GetProperty("set").GetString()!, Shots: s.GetProperty("shots").GetInt32(), Correct: s.GetProperty("correct").GetInt32())).ToList();
         Assert.NotEmpty(recorded);
         var (set, shots, correct) = recorded.First(r => r.Shots == 0);
-        var score = TextTestEvaluation.Score(Path.Combine(Folder, DemoAssets.BaseFolderName), [(set, Path.Combine(Folder, DemoAssets.TextTestsFolderName, set))], [shots]);
-        Assert.Equal(correct, score.Single().Correct);
+        var scores = TextTestEvaluation.Score(Path.Combine(Folder, DemoAssets.BaseFolderName), Path.Combine(Folder, DemoAssets.TextTestsFolderName), [shots]);
+        Assert.Equal(correct, scores.Single(s => s.Set == set).Correct);
     }
 }

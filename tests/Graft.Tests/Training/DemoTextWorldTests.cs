@@ -2,10 +2,10 @@ using Graft.Training.Data;
 
 namespace Graft.Tests.Training;
 
-/// <summary>The demo's text world keeps its held-out questions out of the training text, and is fixed by its parameters.</summary>
+/// <summary>The demo's text world teaches every fact, keeps its test questions out of the training text, and is fixed by its parameters.</summary>
 public sealed class DemoTextWorldTests
 {
-    private static readonly DemoWorldParameters Parameters = new() { Seed = 7, Cities = 24, DrillCities = 8, QuestionCities = 8 };
+    private static readonly DemoWorldParameters Parameters = new() { Seed = 7, Cities = 24 };
 
     private static List<string> Documents(DemoTextWorld world, int count, ulong seed)
     {
@@ -14,46 +14,46 @@ public sealed class DemoTextWorldTests
     }
 
     [Fact]
-    public void Held_out_facts_and_arithmetic_never_appear_in_the_training_text()
+    public void Training_text_teaches_every_fact_but_never_shows_a_test_question_as_tested()
     {
         var world = new DemoTextWorld(Parameters);
-        var text = string.Join("\n", Documents(world, 3000, 11));
-        foreach (var fact in world.Knowledge.Arithmetic)
+        var text = string.Join("\n", Documents(world, 4000, 11));
+        foreach (var city in world.Knowledge.Cities)
         {
-            Assert.DoesNotContain($"What is {fact.Expression}?", text);
-            Assert.DoesNotMatch(@"(?<![0-9])" + System.Text.RegularExpressions.Regex.Escape(fact.Expression) + " = ", text);
+            Assert.Contains($"{city.Name} is a city in which country?", text);
+            Assert.Contains(city.Founded.ToString(System.Globalization.CultureInfo.InvariantCulture), text);
         }
-        foreach (var city in world.QuestionCities.Concat(world.StatementCities))
-        {
-            Assert.DoesNotContain($"{city.Name} is a city in which country?", text);
-            Assert.DoesNotContain($"In which year was {city.Name} founded?", text);
-        }
-        foreach (var city in world.StatementCities)
-        {
-            Assert.DoesNotContain($"In which country is {city.Name}?", text);
-            Assert.DoesNotContain($"When was {city.Name} founded?", text);
-            Assert.Contains($"{city.Name}", text);
-        }
-        foreach (var city in world.DrillCities.Take(3)) Assert.Contains($"{city.Name} is a city in which country?", text);
-        Assert.Contains("<|im_start|>assistant\n", text);
-        Assert.Contains("Response: The answer is ", text);
+        foreach (var fact in world.Arithmetic) Assert.Contains($"{fact.Expression} = {fact.Result}.", text);
+        foreach (var question in world.TestSets.SelectMany(s => s.Questions))
+            Assert.DoesNotContain(MmluPrompt.FormatExample(question, includeAnswer: true), text);
         Assert.Contains("The following are multiple choice questions (with answers) about  world geography.", text);
+        Assert.Contains("\nAnswer: ", text);
     }
 
     [Fact]
-    public void Test_sets_cover_their_cities_and_use_training_questions_as_shots()
+    public void A_test_question_is_recognised_only_with_its_own_option_order()
     {
         var world = new DemoTextWorld(Parameters);
-        Assert.Equal(["facts-drilled", "facts-asked", "facts-stated", "arithmetic"], world.TestSets.Select(s => s.Name));
-        var asked = world.TestSets[1];
-        Assert.Equal(4 * world.QuestionCities.Count, asked.Questions.Count);
-        Assert.All(asked.Questions, q => Assert.Contains(world.QuestionCities, c => q.Question.Contains(c.Name)));
-        Assert.Equal(24, world.TestSets[3].Questions.Count);
-        Assert.All(world.TestSets[3].Questions, q => Assert.Equal("arithmetic", q.Subject));
-        foreach (var shot in asked.Shots)
-            Assert.True(shot.Subject == "arithmetic" ? !world.Knowledge.Arithmetic.Any(f => shot.Question == $"What is {f.Expression}?")
-                : world.DrillCities.Any(c => shot.Question.Contains(c.Name)), $"shot \"{shot.Question}\" is not a training question");
-        Assert.Equal(15, asked.Shots.Count);
+        var question = world.TestSets[1].Questions[0];
+        Assert.True(world.IsTestQuestion(question));
+        var reordered = question with { Choices = [.. question.Choices.Skip(1), question.Choices[0]], Answer = (question.Answer + 3) % 4 };
+        Assert.False(world.IsTestQuestion(reordered));
+        Assert.All(world.TestSets.SelectMany(s => s.Shots), shot => Assert.False(world.IsTestQuestion(shot)));
+    }
+
+    [Fact]
+    public void Test_sets_ask_every_city_fact_and_every_taught_sum_with_five_shots_per_subject()
+    {
+        var world = new DemoTextWorld(Parameters);
+        Assert.Equal(["arithmetic", "facts"], world.TestSets.Select(s => s.Name));
+        var facts = world.TestSets[1];
+        Assert.Equal(4 * world.Knowledge.Cities.Count, facts.Questions.Count);
+        Assert.All(world.Knowledge.Cities, c => Assert.Equal(4, facts.Questions.Count(q => q.Question.Contains(c.Name, StringComparison.Ordinal))));
+        Assert.Equal(world.Arithmetic.Count, world.TestSets[0].Questions.Count);
+        Assert.All(world.TestSets[0].Questions, q => Assert.Equal("arithmetic", q.Subject));
+        Assert.Equal(5, world.TestSets[0].Shots.Count);
+        Assert.Equal(10, facts.Shots.Count);
+        Assert.All(world.TestSets.SelectMany(s => s.Questions), q => Assert.Equal(4, q.Choices.Count));
     }
 
     [Fact]
@@ -69,9 +69,9 @@ public sealed class DemoTextWorldTests
     }
 
     [Fact]
-    public void Impossible_splits_are_refused()
+    public void Impossible_sizes_are_refused()
     {
-        Assert.Throws<ArgumentException>(() => new DemoTextWorld(Parameters with { DrillCities = 20, QuestionCities = 8 }));
-        Assert.Throws<ArgumentException>(() => new DemoTextWorld(Parameters with { DrillCities = 0 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DemoTextWorld(Parameters with { Cities = 3 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DemoTextWorld(Parameters with { Cities = 1001 }));
     }
 }
