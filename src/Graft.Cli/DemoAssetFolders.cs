@@ -5,10 +5,13 @@ namespace Graft.Cli;
 
 /// <summary>
 /// The demo's committed assets (see assets/demo/README.md): base/ (a Qwen2 folder with its tokenizer), vision/ (a CLIP
-/// vision folder), text-tests/NAME (the base's text test sets as MMLU folders) and assets.json, from which the demo
-/// takes the shapes world's parameters so its scenes look like the ones the tower was trained on.
+/// vision folder), text-tests/ (the base's text test sets: free/NAME.json, LLaVA files of free questions, and
+/// choice/NAME, MMLU folders) and assets.json, from which the demo takes the shapes world's parameters so its scenes
+/// look like the ones the tower was trained on.
 /// </summary>
-internal sealed record DemoAssetFolders(string Root, string Base, string Vision, IReadOnlyList<(string Name, string Folder)> TextTests, ShapesWorldOptions Shapes)
+internal sealed record DemoAssetFolders(
+    string Root, string Base, string Vision, IReadOnlyList<(string Name, string File)> FreeTests, IReadOnlyList<(string Name, string Folder)> ChoiceTests,
+    ShapesWorldOptions Shapes)
 {
     public const string ManifestFileName = "assets.json";
 
@@ -40,9 +43,14 @@ internal sealed record DemoAssetFolders(string Root, string Base, string Vision,
         string baseFolder = Path.Combine(root, "base"), vision = Path.Combine(root, "vision"), tests = Path.Combine(root, "text-tests");
         foreach (var folder in (string[])[baseFolder, vision, tests])
             if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"demo assets in {root}: the folder {Path.GetFileName(folder)}/ is missing");
-        var textTests = Directory.GetDirectories(tests).Order(StringComparer.Ordinal).Select(f => (Path.GetFileName(f), f)).ToList();
-        if (textTests.Count == 0) throw new DirectoryNotFoundException($"demo assets in {root}: text-tests/ holds no test set");
-        return new DemoAssetFolders(root, baseFolder, vision, textTests, shapes);
+        string free = Path.Combine(tests, DemoTextWorld.FreeFolder), choice = Path.Combine(tests, DemoTextWorld.ChoiceFolder);
+        var freeTests = Directory.Exists(free)
+            ? Directory.GetFiles(free, "*.json").Order(StringComparer.Ordinal).Select(f => (Path.GetFileNameWithoutExtension(f), f)).ToList() : [];
+        var choiceTests = Directory.Exists(choice)
+            ? Directory.GetDirectories(choice).Order(StringComparer.Ordinal).Select(f => (Path.GetFileName(f), f)).ToList() : [];
+        if (freeTests.Count == 0) throw new DirectoryNotFoundException($"demo assets in {root}: text-tests/{DemoTextWorld.FreeFolder}/ holds no test set");
+        if (choiceTests.Count == 0) throw new DirectoryNotFoundException($"demo assets in {root}: text-tests/{DemoTextWorld.ChoiceFolder}/ holds no test set");
+        return new DemoAssetFolders(root, baseFolder, vision, freeTests, choiceTests, shapes);
     }
 
     private static JsonDocument ParseManifest(string path)

@@ -17,7 +17,7 @@ internal static class DemoCommand
         var seed = new Option<int>("--seed") { Description = "Seed of the generated scenes, the plug-ins' initialisation and their data order.", DefaultValueFactory = _ => 1 };
         var output = new Option<string>("--out") { Description = "Folder for the generated data, the training runs and the report.", DefaultValueFactory = _ => "graft-demo" };
         var assets = new Option<string?>("--assets") { Description = "The demo assets folder (default: the assets shipped with Graft)." };
-        var steps = new Option<int>("--steps") { Description = "Optimiser steps per design.", DefaultValueFactory = _ => defaults.Steps };
+        var examples = new Option<int>("--examples") { Description = "Training examples per design (steps = examples / the preset's batch x accumulation).", DefaultValueFactory = _ => defaults.Examples };
         var designs = new Option<string[]>("--designs")
         {
             Description = $"The designs to train ({string.Join(", ", DemoRun.Variants.Select(v => v.Name))}); all by default.",
@@ -27,7 +27,7 @@ internal static class DemoCommand
         var testScenes = new Option<int>("--test-scenes") { Description = "Generated held-out scenes.", DefaultValueFactory = _ => defaults.TestScenes };
         var rebuild = new Option<bool>("--rebuild-assets") { Description = "Retrain the demo's base model and vision encoder from scratch into --assets (default assets/demo), and report how long it took." };
         var command = new Command("demo", "Train every plug-in design on generated data over a small base model; show text skill kept, image skill gained, parameters and time.");
-        foreach (var option in new Option[] { json, seed, output, assets, steps, designs, trainScenes, testScenes, rebuild }) command.Options.Add(option);
+        foreach (var option in new Option[] { json, seed, output, assets, examples, designs, trainScenes, testScenes, rebuild }) command.Options.Add(option);
         command.SetAction((parse, cancellation) =>
         {
             var stdout = parse.InvocationConfiguration.Output;
@@ -41,7 +41,7 @@ internal static class DemoCommand
                     Assets = parse.GetValue(assets) ?? DemoAssetFolders.DefaultRoot(),
                     Output = parse.GetValue(output)!,
                     Seed = parse.GetValue(seed),
-                    Steps = Positive(parse.GetValue(steps), "--steps"),
+                    Examples = Positive(parse.GetValue(examples), "--examples"),
                     TrainScenes = Positive(parse.GetValue(trainScenes), "--train-scenes"),
                     TestScenes = Positive(parse.GetValue(testScenes), "--test-scenes"),
                     Variants = parse.GetValue(designs) is { Length: > 0 } chosen ? chosen : defaults.Variants,

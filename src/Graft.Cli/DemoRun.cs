@@ -16,16 +16,21 @@ internal sealed record DemoSettings
     public required string Output { get; init; }
     public int Seed { get; init; } = 1;
 
-    /// <summary>Optimiser steps per design, shared out over its recipe's stages.</summary>
-    public int Steps { get; init; } = 150;
+    /// <summary>
+    /// Training examples per design: each design takes as many optimiser steps as its preset's examples per step (batch
+    /// times accumulation, the largest of its stages) allow, shared out over its stages, so every design sees as much data.
+    /// </summary>
+    public int Examples { get; init; } = 800;
 
     public int TrainScenes { get; init; } = 1000;
     public int TestScenes { get; init; } = 150;
     public int IitDialogues { get; init; } = 4;
 
-    /// <summary>Held-out text questions per test set and subject (the plug-in route of MMA and WINGS scores each through the plug-in).</summary>
-    public int TextQuestionsPerSubject { get; init; } = 15;
-    public int Shots { get; init; } = 5;
+    /// <summary>Free text questions per test set (the plug-in route of MMA and WINGS scores each through the plug-in).</summary>
+    public int TextQuestionsPerSet { get; init; } = 48;
+
+    /// <summary>Four-option text questions per subject that the interleaved benchmark draws from.</summary>
+    public int ChoiceQuestionsPerSubject { get; init; } = 15;
     public IReadOnlyList<string> Variants { get; init; } = DemoRun.Variants.Select(v => v.Name).ToArray();
 }
 
@@ -68,13 +73,15 @@ internal static class DemoRun
         ShapesWorld.Write(new DataOutput(trainScenes, force: true, ShapesWorld.OutputNames), settings.TrainScenes, (ulong)settings.Seed * 2 + 1, assets.Shapes);
         ShapesWorld.Write(new DataOutput(testScenes, force: true, ShapesWorld.OutputNames), settings.TestScenes, (ulong)settings.Seed * 2 + 2, assets.Shapes);
 
-        string textTests = Path.Combine(dataFolder, "text-tests");
-        WriteTextTests(assets, textTests, settings.TextQuestionsPerSubject);
-        var textBench = new BenchSpec(BenchKind.Mmlu, textTests);
+        string textTests = Path.Combine(dataFolder, "text-tests.json"), choiceTests = Path.Combine(dataFolder, "text-choice");
+        WriteFreeTests(assets, textTests, settings.TextQuestionsPerSet);
+        WriteChoiceTests(assets, choiceTests, settings.ChoiceQuestionsPerSubject);
+        var textBench = new BenchSpec(BenchKind.Llava, textTests);
         var imageBench = new BenchSpec(BenchKind.Shapes, testScenes);
-        var interleaved = new BenchSpec(BenchKind.Iit, $"{textBench},{imageBench}", textBench, imageBench);
+        var choiceBench = new BenchSpec(BenchKind.Mmlu, choiceTests);
+        var interleaved = new BenchSpec(BenchKind.Iit, $"{choiceBench},{imageBench}", choiceBench, imageBench);
         BenchSpec[] benches = [textBench, imageBench, interleaved];
-        var evalOptions = new EvalOptions { Shots = settings.Shots, Split = "test", MaxNewTokens = 8, Seed = (ulong)settings.Seed, IitDialogues = settings.IitDialogues };
+        var evalOptions = new EvalOptions { Shots = 0, Split = "test", MaxNewTokens = 8, Seed = (ulong)settings.Seed, IitDialogues = settings.IitDialogues };
         var evalProgress = ProgressBar.ForStandardError(progress);
 
         log.WriteLine($"evaluating the base ({assets.Base})");
@@ -86,7 +93,7 @@ internal static class DemoRun
         foreach (var variant in settings.Variants.Select(Find))
         {
             cancellation.ThrowIfCancellationRequested();
-            rows.Add(TrainAndEvaluate(variant, settings, assets, trainScenes, textTests, benches, evalOptions, baseRun, log, progress, cancellation));
+            rows.Add(TrainAndEvaluate(variant, settings, assets, trainScenes, choiceTests, benches, evalOptions, baseRun, log, progress, cancellation));
         }
 
         var report = new ForgettingReport([baseEntry, .. rows.Select(r => r.Entry)]);
@@ -95,15 +102,26 @@ internal static class DemoRun
     }
 
     /// <summary>
-    /// The assets' text test sets as one MMLU folder, so one benchmark scores them all and reports each set by subject:
-    /// SET/{dev,test}/SUBJECT_{split}.csv becomes {dev,test}/SET.SUBJECT_{split}.csv, with the first
-    /// <paramref name="questionsPerSubject"/> test questions of each (the demo's time budget; `graft eval` on the asset
-    /// folders scores them all).
+    /// The assets' free text test sets as one LLaVA file, the first <paramref name="questionsPerSet"/> of each set (the
+    /// demo's time budget; `graft eval` on the asset files scores them all).
     /// </summary>
-    private static void WriteTextTests(DemoAssetFolders assets, string folder, int questionsPerSubject)
+    private static void WriteFreeTests(DemoAssetFolders assets, string file, int questionsPerSet)
+    {
+        var output = new DataOutput(Path.GetDirectoryName(Path.GetFullPath(file))!, force: true, [Path.GetFileName(file)]);
+        var items = assets.FreeTests.SelectMany(set => LlavaReader.Read(set.File, Path.GetDirectoryName(set.File)!).Take(questionsPerSet)
+            .Select(c => (c.Id, Question: c.Turns[0].Text, Answer: c.Turns[1].Text)));
+        LlavaWriter.WriteQuestionAnswers(output, Path.GetFileName(file), items);
+    }
+
+    /// <summary>
+    /// The assets' choice test sets as one MMLU folder, so one benchmark draws from them all:
+    /// SET/{dev,test}/SUBJECT_{split}.csv becomes {dev,test}/SET.SUBJECT_{split}.csv, with the first
+    /// <paramref name="questionsPerSubject"/> test questions of each.
+    /// </summary>
+    private static void WriteChoiceTests(DemoAssetFolders assets, string folder, int questionsPerSubject)
     {
         var output = new DataOutput(folder, force: true, ["dev", "test"]);
-        foreach (var (name, setFolder) in assets.TextTests)
+        foreach (var (name, setFolder) in assets.ChoiceTests)
             foreach (var split in (string[])["dev", "test"])
                 foreach (var file in Directory.GetFiles(Path.Combine(setFolder, split), "*.csv").Order(StringComparer.Ordinal))
                 {
@@ -117,13 +135,13 @@ internal static class DemoRun
         Variants.FirstOrDefault(v => v.Name == name)
         ?? throw new ArgumentException($"--designs: unknown design \"{name}\" (known: {string.Join(", ", Variants.Select(v => v.Name))})");
 
-    private static DemoRow TrainAndEvaluate(Variant variant, DemoSettings settings, DemoAssetFolders assets, string trainScenes, string textTests,
+    private static DemoRow TrainAndEvaluate(Variant variant, DemoSettings settings, DemoAssetFolders assets, string trainScenes, string choiceTests,
         IReadOnlyList<BenchSpec> benches, EvalOptions evalOptions, EvalRun baseRun, TextWriter log, TextWriter progress, CancellationToken cancellation)
     {
         var recipe = Recipe.Load(Recipe.PresetPrefix + variant.Preset);
         bool mixesText = recipe.Data.TextShare > 0 || recipe.Stages.Any(s => s.Data.TextShare > 0);
         List<DataSourceSpec> data = [new("shapes", trainScenes, null, 1)];
-        if (mixesText) data.Add(new("mmlu", textTests, "dev", 1));
+        if (mixesText) data.Add(new("mmlu", choiceTests, "dev", 1));
         string runFolder = Path.Combine(settings.Output, "runs", variant.Name);
         log.WriteLine($"training {variant.Name} ({recipe.Description})");
 
@@ -134,7 +152,7 @@ internal static class DemoRun
             using var _ = vision as IDisposable;
             var request = new TrainingRequest
             {
-                Recipe = recipe, Base = model, Vision = vision, RunFolder = runFolder, Data = data, Steps = settings.Steps, Seed = settings.Seed,
+                Recipe = recipe, Base = model, Vision = vision, RunFolder = runFolder, Data = data, Steps = StepsFor(recipe, settings.Examples), Seed = settings.Seed,
             };
             var bar = new TrainingProgressBar(progress, live: ReferenceEquals(progress, Console.Error) && !Console.IsErrorRedirected);
             training = PluginTrainer.Train(request, bar, cancellation);
@@ -149,6 +167,10 @@ internal static class DemoRun
         var entry = new ReportEntry(variant.Name, trainable, FolderBytes(training.PluginFolder, "*"), textRun, pluginRun);
         return Row(variant.Name, recipe.Design, trainable, training.Elapsed, training.Steps, entry, routesText);
     }
+
+    /// <summary>Steps that cover <paramref name="examples"/> at the recipe's largest examples per step, at least one per stage.</summary>
+    public static int StepsFor(Recipe recipe, int examples) =>
+        Math.Max(recipe.Stages.Count, examples / recipe.Stages.Max(s => s.ExamplesPerStep));
 
     /// <summary>A table row from a report entry whose runs score, in order, the text tests, the image questions and IIT.</summary>
     private static DemoRow Row(string name, string design, long trainable, TimeSpan time, int steps, ReportEntry entry, bool routesText)

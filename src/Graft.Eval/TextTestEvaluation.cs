@@ -6,28 +6,38 @@ using Graft.Training.Data;
 namespace Graft.Eval;
 
 /// <summary>
-/// Scores a base model folder on a folder of text test sets as <see cref="DemoTextWorld.WriteTestSets"/> lays them out
-/// (one MMLU folder per set) by the answer letter's likelihood at several few-shot counts: the harness's own MMLU
-/// benchmark on the base route.
+/// Scores a base model folder on a folder of text test sets as <see cref="DemoTextWorld.WriteTestSets"/> lays them out:
+/// each LLaVA JSON file under free/ by greedy free answers compared exactly, each MMLU folder under choice/ by the answer
+/// letter's likelihood at the given few-shot counts (the harness's own benchmarks, on the base route).
 /// </summary>
 public static class TextTestEvaluation
 {
-    /// <summary>Zero-shot (the interleaved benchmark's layout) and Hendrycks' five.</summary>
-    public static readonly IReadOnlyList<int> DefaultShots = [0, 5];
+    /// <summary>Zero-shot, the interleaved benchmark's layout (five shots do not fit the demo base's context of 256 tokens).</summary>
+    public static readonly IReadOnlyList<int> DefaultShots = [0];
 
-    /// <summary>Each set (by name, in order) at each shot count.</summary>
+    public const string LetterMethod = "letter";
+    public const string FreeMethod = "free";
+
+    /// <summary>Free sets (by name), then choice sets (by name, at each shot count).</summary>
     public static List<TextTestScore> Score(string modelFolder, string testsFolder, IReadOnlyList<int>? shots = null, CancellationToken cancellationToken = default)
     {
         if (!Directory.Exists(testsFolder)) throw new DirectoryNotFoundException($"text test folder '{testsFolder}' does not exist");
         using var model = DecoderModel.Load(modelFolder);
         var scorer = new DecoderScoringModel(model, Tokenizer.FromFolder(modelFolder));
         var scores = new List<TextTestScore>();
-        foreach (var set in Directory.GetDirectories(testsFolder).Order(StringComparer.Ordinal))
+        string choice = Path.Combine(testsFolder, DemoTextWorld.ChoiceFolder), free = Path.Combine(testsFolder, DemoTextWorld.FreeFolder);
+        foreach (var file in Directory.Exists(free) ? Directory.GetFiles(free, "*.json").Order(StringComparer.Ordinal).ToArray() : [])
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var result = Benchmarks.FreeAnswers(new BenchSpec(BenchKind.Llava, file), file, free, scorer, new EvalOptions { MaxNewTokens = 16 }, null);
+            scores.Add(new TextTestScore(Path.GetFileNameWithoutExtension(file), FreeMethod, 0, result.Overall.Correct, result.Overall.Total));
+        }
+        foreach (var set in Directory.Exists(choice) ? Directory.GetDirectories(choice).Order(StringComparer.Ordinal).ToArray() : [])
             foreach (int count in shots ?? DefaultShots)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var result = Benchmarks.Mmlu(new BenchSpec(BenchKind.Mmlu, set), scorer, new EvalOptions { Shots = count }, null);
-                scores.Add(new TextTestScore(Path.GetFileName(set), count, result.Overall.Correct, result.Overall.Total));
+                scores.Add(new TextTestScore(Path.GetFileName(set), LetterMethod, count, result.Overall.Correct, result.Overall.Total));
             }
         return scores;
     }

@@ -47,8 +47,8 @@ public sealed record DemoAssetsOptions
 /// <summary>Scores a saved base model on the text test sets written by <see cref="DemoTextWorld.WriteTestSets"/> into <paramref name="testsFolder"/>.</summary>
 public delegate IReadOnlyList<TextTestScore> TextEvaluator(string baseFolder, string testsFolder, CancellationToken cancellationToken);
 
-/// <summary>Correct answers of one text test set, by answer letter at a number of few-shot examples.</summary>
-public sealed record TextTestScore(string Set, int Shots, int Correct, int Total)
+/// <summary>Correct answers of one text test set: by free answer ("free", shots 0), or by answer letter ("letter") at a number of few-shot examples.</summary>
+public sealed record TextTestScore(string Set, string Method, int Shots, int Correct, int Total)
 {
     public double Accuracy => Total > 0 ? (double)Correct / Total : double.NaN;
 }
@@ -66,7 +66,7 @@ public sealed record DemoAssetsReport(
 /// The demo's own base language model and vision encoder, made from nothing by Graft's code: a byte-level BPE
 /// tokenizer learned from the demo's text world, a small Qwen2 decoder pre-trained on it, and a small CLIP tower
 /// trained on shapes scenes. <see cref="Build"/> writes FOLDER/base (a Hugging Face Qwen2 folder with its tokenizer),
-/// FOLDER/vision (a CLIPVisionModel folder), FOLDER/text-tests (the text test sets as MMLU folders) and
+/// FOLDER/vision (a CLIPVisionModel folder), FOLDER/text-tests (the text test sets: free answers and MMLU folders) and
 /// FOLDER/assets.json (seeds, sizes, world parameters, times, accuracies), all at once or not at all.
 /// </summary>
 public static class DemoAssets
@@ -139,7 +139,7 @@ public static class DemoAssets
             scores = evaluate(baseFolder, output.PathOf(TextTestsFolderName), cancellationToken);
             times["evaluation"] = Lap(clock);
             foreach (var score in scores)
-                progress?.Report(new("evaluation", $"{score.Set} ({score.Shots}-shot): {score.Accuracy:P1} ({score.Correct}/{score.Total})"));
+                progress?.Report(new("evaluation", $"{score.Set} ({(score.Method == "free" ? "free answers" : $"letters, {score.Shots}-shot")}): {score.Accuracy:P1} ({score.Correct}/{score.Total})"));
         }
 
         var report = new DemoAssetsReport(seed, world.Parameters, tokenizer.VocabSize, baseParameters, visionParameters, baseTraining, visionTraining, scores, times, total.Elapsed);
@@ -257,6 +257,7 @@ public static class DemoAssets
         {
             w.WriteStartObject();
             w.WriteString("set", score.Set);
+            w.WriteString("method", score.Method);
             w.WriteNumber("shots", score.Shots);
             w.WriteNumber("correct", score.Correct);
             w.WriteNumber("total", score.Total);

@@ -26,12 +26,16 @@ public sealed record DemoWorldParameters
 /// <summary>Four-option test questions of one kind, with five training questions per subject as their few-shot examples.</summary>
 public sealed record TestSet(string Name, string Description, IReadOnlyList<MmluQuestion> Questions, IReadOnlyList<MmluQuestion> Shots);
 
+/// <summary>Free test questions of one kind with their short answers, asked as the harness asks ("Question: q\nAnswer:").</summary>
+public sealed record FreeTestSet(string Name, string Description, IReadOnlyList<(string Question, string Answer)> Items);
+
 /// <summary>
 /// The text the demo's base model is trained on and the questions it is tested with. The base is taught every fact of
 /// a small knowledge base (cities' countries, rivers, goods and founding years, and a list of arithmetic facts) in
-/// statements, question-answer transcripts and four-option drills; the tests ask those facts again as four-option
-/// questions whose exact wording and option order training never shows. So the tests measure what the base knows in
-/// the format every plug-in must keep, not whether a tiny model generalises to facts it was never told.
+/// statements, question-answer transcripts and four-option drills. The tests ask every one of those facts again, as a
+/// free question ("Question: In which country is Velul?\nAnswer:", answered with the short answer training teaches)
+/// and as a four-option question whose option order training never shows. So they measure what the base knows, in the
+/// formats a plug-in must keep, not whether a tiny model generalises to facts it was never told.
 /// </summary>
 /// <remarks>
 /// Formats are the ones the evaluation harness and the plug-ins use: Hendrycks' k-shot MMLU prompts, the harness's
@@ -62,6 +66,11 @@ public sealed class DemoTextWorld
             new("facts", "every city's country, river, goods and founding year, asked as four-option questions", facts,
                 [.. Shots(questions, "world_geography"), .. Shots(questions, "world_history")]),
         ];
+        FreeTestSets =
+        [
+            new("arithmetic", "the arithmetic facts training teaches, answered with the number", Arithmetic.Select(ArithmeticAnswer).ToList()),
+            new("facts", "every city's country, river, founding year and goods, answered in a word", Knowledge.Cities.SelectMany(CityQuestionsInWords).ToList()),
+        ];
     }
 
     public DemoWorldParameters Parameters { get; }
@@ -70,8 +79,15 @@ public sealed class DemoTextWorld
     /// <summary>The arithmetic facts training teaches (the knowledge base's, without repeats).</summary>
     public IReadOnlyList<ArithmeticFact> Arithmetic { get; }
 
-    /// <summary>The test sets by name: arithmetic, facts.</summary>
+    /// <summary>The four-option test sets by name: arithmetic, facts.</summary>
     public IReadOnlyList<TestSet> TestSets { get; }
+
+    /// <summary>The free-answer test sets by name: arithmetic, facts (the same facts as <see cref="TestSets"/>).</summary>
+    public IReadOnlyList<FreeTestSet> FreeTestSets { get; }
+
+    /// <summary>Folders of <see cref="WriteTestSets"/>: MMLU layouts under choice/, LLaVA JSON files under free/.</summary>
+    public const string ChoiceFolder = "choice";
+    public const string FreeFolder = "free";
 
     /// <summary>Whether training text may contain this question: not when it is a test question, options in the same order.</summary>
     public bool IsTestQuestion(MmluQuestion question) => _testQuestions.Contains(Key(question));
@@ -79,8 +95,9 @@ public sealed class DemoTextWorld
     private static string Key(MmluQuestion question) => string.Join('\u001f', [question.Question, .. question.Choices]);
 
     /// <summary>
-    /// Writes each test set as an MMLU folder NAME/{dev,test}/{subject}_{split}.csv (dev: the five few-shot examples per
-    /// subject), for <c>graft eval --bench mmlu:FOLDER/NAME</c>.
+    /// Writes the choice sets as MMLU folders choice/NAME/{dev,test}/{subject}_{split}.csv (dev: the five few-shot examples
+    /// per subject), for <c>graft eval --bench mmlu:FOLDER/choice/NAME</c>, and the free sets as LLaVA JSON without images,
+    /// free/NAME.json, for <c>graft eval --bench llava:FOLDER/free/NAME.json</c>.
     /// </summary>
     public void WriteTestSets(DataOutput output)
     {
@@ -88,9 +105,11 @@ public sealed class DemoTextWorld
         foreach (var set in TestSets)
             foreach (var subject in set.Questions.Select(q => q.Subject).Distinct().Order(StringComparer.Ordinal))
             {
-                WriteCsv(output, $"{set.Name}/dev/{subject}_dev.csv", set.Shots.Where(q => q.Subject == subject));
-                WriteCsv(output, $"{set.Name}/test/{subject}_test.csv", set.Questions.Where(q => q.Subject == subject));
+                WriteCsv(output, $"{ChoiceFolder}/{set.Name}/dev/{subject}_dev.csv", set.Shots.Where(q => q.Subject == subject));
+                WriteCsv(output, $"{ChoiceFolder}/{set.Name}/test/{subject}_test.csv", set.Questions.Where(q => q.Subject == subject));
             }
+        foreach (var set in FreeTestSets)
+            LlavaWriter.WriteQuestionAnswers(output, $"{FreeFolder}/{set.Name}.json", set.Items.Select((item, i) => ($"{set.Name}-{i}", item.Question, item.Answer)));
     }
 
     private static void WriteCsv(DataOutput output, string path, IEnumerable<MmluQuestion> questions) =>

@@ -132,3 +132,34 @@ public static class LlavaReader
         return names.Any(n => n.Length == 0) ? throw record.Error("\"image\" lists an empty file name") : names;
     }
 }
+
+/// <summary>Writes LLaVA conversation files that <see cref="LlavaReader"/> reads.</summary>
+public static class LlavaWriter
+{
+    /// <summary>One single-turn conversation per item, with no image: [{"id", "conversations": [human, gpt]}].</summary>
+    public static void WriteQuestionAnswers(DataOutput output, string relativePath, IEnumerable<(string Id, string Question, string Answer)> items)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(items);
+        output.WriteJson(relativePath, w =>
+        {
+            w.WriteStartArray();
+            foreach (var (id, question, answer) in items)
+            {
+                w.WriteStartObject();
+                w.WriteString("id", id);
+                w.WriteStartArray("conversations");
+                foreach (var (from, value) in new[] { ("human", question), ("gpt", answer) })
+                {
+                    w.WriteStartObject();
+                    w.WriteString("from", from);
+                    w.WriteString("value", value);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+        });
+    }
+}

@@ -19,7 +19,7 @@ public class DemoTests
     public void A_short_demo_trains_and_scores_a_design_and_keeps_the_base_text_accuracy()
     {
         using var folder = new TempFolder();
-        var (_, result, _) = RunDemo(folder.Path, "--designs", "inner-adaptor", "--steps", "2", "--train-scenes", "16", "--test-scenes", "8");
+        var (_, result, _) = RunDemo(folder.Path, "--designs", "inner-adaptor", "--examples", "16", "--train-scenes", "16", "--test-scenes", "8");
 
         var rows = result.GetProperty("rows").EnumerateArray().ToList();
         Assert.Equal(["base", "inner-adaptor"], rows.Select(r => r.GetProperty("name").GetString()));
@@ -39,7 +39,7 @@ public class DemoTests
     public void Unknown_designs_and_missing_assets_are_refused_by_name()
     {
         using var folder = new TempFolder();
-        var (code, _, error) = CliRunner.Run([DemoCommand.Create()], "demo", "--out", folder.Path, "--designs", "lava", "--steps", "1");
+        var (code, _, error) = CliRunner.Run([DemoCommand.Create()], "demo", "--out", folder.Path, "--designs", "lava", "--examples", "8");
         Assert.Equal(1, code);
         Assert.Contains("unknown design \"lava\"", error);
 
