@@ -407,7 +407,7 @@ public class MmaTests
     }
 
     [Fact]
-    public void Class_token_count_follows_lavin_where_the_depth_allows_and_the_layout_helper_writes_its_prefixes()
+    public void Class_token_count_and_temperature_follow_lavin_where_the_depth_allows()
     {
         Assert.Equal(6, MmaClipFrontEnd.DefaultClassTokens(24));
         Assert.Equal(6, MmaClipFrontEnd.DefaultClassTokens(12));
@@ -416,13 +416,6 @@ public class MmaTests
         Assert.Equal(1, MmaClipFrontEnd.DefaultClassTokens(7));
         Assert.Equal(10f, Mma.DefaultTemperature(4096));
         Assert.Equal(5f, Mma.DefaultTemperature(5120));
-
-        int[] Encode(string text) => text.Select(c => (int)c).ToArray();
-        var image = new ImagePart(PluginFixtures.Image(1));
-        var withImage = Mma.LeadingParts(Encode, image);
-        Assert.Equal(Encode("Image: "), ((TextPart)withImage[0]).Ids);
-        Assert.Same(image, withImage[1]);
-        Assert.Equal(Encode("Image: N/A"), ((TextPart)Assert.Single(Mma.LeadingParts(Encode, null))).Ids);
     }
 
     // The CLI.

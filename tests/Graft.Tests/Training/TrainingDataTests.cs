@@ -23,6 +23,7 @@ public sealed class TrainingDataTests : IDisposable
         public IReadOnlyList<PluginParameter> Parameters => inner.Parameters;
         public bool CanRouteText => inner.CanRouteText;
         public bool CanEncodePixels => inner.CanEncodePixels;
+        public PromptLayout Layout => inner.Layout;
 
         public PreparedInput Prepare(MultimodalPrompt prompt)
         {
@@ -74,7 +75,7 @@ public sealed class TrainingDataTests : IDisposable
         host.Attach("p", recorder);
         var scorer = new PluginScoringModel(host, "p", tokenizer, TextRoute.Base);
         var conversations = LlavaReader.Read(Path.Combine(_fixtures.Shapes, "llava.json"), Path.Combine(_fixtures.Shapes, "images"));
-        var example = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), tokenizer, model.Config.VocabSize).Examples[0];
+        var example = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), PromptLayout.AtPlaceholders, tokenizer, model.Config.VocabSize).Examples[0];
         var conversation = conversations[0];
         var turns = conversation.SupervisedTurns.ToList();
         Assert.True(turns.Count >= 2);
@@ -91,7 +92,7 @@ public sealed class TrainingDataTests : IDisposable
         var problems = ScienceQaDataset.Load(Path.Combine(_fixtures.Shapes, "scienceqa")).Split("train");
         foreach (var problem in new[] { problems.First(p => p.HasImage), problems.First(p => !p.HasImage) })
         {
-            var sqa = TrainingExample.Encode(PromptFormats.ScienceQaAnswered(problem), tokenizer, model.Config.VocabSize, "sqa");
+            var sqa = TrainingExample.Encode(PromptFormats.ScienceQaAnswered(problem), PromptLayout.AtPlaceholders, tokenizer, model.Config.VocabSize, "sqa");
             var expected = Before(sqa, 0);
             if (problem.HasImage)
             {
@@ -108,14 +109,14 @@ public sealed class TrainingDataTests : IDisposable
     {
         var tokenizer = Tokenizer.FromFolder(_fixtures.Model);
         int eos = tokenizer.EosTokenId!.Value;
-        var alpaca = TrainingExample.Encode(PromptFormats.AlpacaAnswered(new AlpacaExample("Name a colour.", "", "red")), tokenizer, 320, "a");
+        var alpaca = TrainingExample.Encode(PromptFormats.AlpacaAnswered(new AlpacaExample("Name a colour.", "", "red")), PromptLayout.AtPlaceholders, tokenizer, 320, "a");
         var answer = alpaca.Parts.OfType<ExampleText>().Where(p => p.IsAssistant).SelectMany(p => p.Ids).ToArray();
         Assert.Equal([.. tokenizer.Encode(" red", addSpecialTokens: false), eos], answer);
         Assert.Equal(answer.Length, alpaca.Targets);
         Assert.False(alpaca.HasImage);
 
         var mmlu = new MmluQuestion("geo", "Which?", ["a", "b", "c", "d"], 2);
-        var letter = TrainingExample.Encode(PromptFormats.MmluAnswered(mmlu, [], 0), tokenizer, 320, "m");
+        var letter = TrainingExample.Encode(PromptFormats.MmluAnswered(mmlu, [], 0), PromptLayout.AtPlaceholders, tokenizer, 320, "m");
         Assert.Equal(tokenizer.Encode(" C", addSpecialTokens: false), letter.Parts.OfType<ExampleText>().Where(p => p.IsAssistant).SelectMany(p => p.Ids).ToArray());
         Assert.Equal(tokenizer.Encode(MmluPrompt.Build(mmlu, [], 0)), ((ExampleText)letter.Parts[0]).Ids);
 
@@ -131,13 +132,13 @@ public sealed class TrainingDataTests : IDisposable
     {
         var tokenizer = Tokenizer.FromFolder(_fixtures.Model);
         var inAnswer = new FormattedPrompt("Q <image> A", ["x.png"], [1..11]);
-        Assert.Contains("answer holds an image placeholder", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(inAnswer, tokenizer, 320, "rec 3")).Message);
+        Assert.Contains("answer holds an image placeholder", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(inAnswer, PromptLayout.AtPlaceholders, tokenizer, 320, "rec 3")).Message);
         var wrongCount = new FormattedPrompt("Q <image> A", [], [9..11]);
-        Assert.StartsWith("rec 4:", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(wrongCount, tokenizer, 320, "rec 4")).Message);
+        Assert.StartsWith("rec 4:", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(wrongCount, PromptLayout.AtPlaceholders, tokenizer, 320, "rec 4")).Message);
         var outside = new FormattedPrompt("Q A", [], [1..3]);
-        Assert.Contains("outside the base's vocabulary of 40", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(outside, tokenizer, 40, "rec 5")).Message);
+        Assert.Contains("outside the base's vocabulary of 40", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(outside, PromptLayout.AtPlaceholders, tokenizer, 40, "rec 5")).Message);
         var missing = new DataSourceSpec("shapes", _fixtures.Sub("nowhere"), null, 1);
-        Assert.Contains("nowhere", Assert.Throws<FileNotFoundException>(() => TrainingData.Load(missing, tokenizer, 320)).Message);
+        Assert.Contains("nowhere", Assert.Throws<FileNotFoundException>(() => TrainingData.Load(missing, PromptLayout.AtPlaceholders, tokenizer, 320)).Message);
     }
 
     [Fact]
