@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Graft.Models.Imaging;
 using Graft.Models.Llm;
+using Graft.Models.Tokenization;
 using Graft.Plugins;
 using Graft.Tensors.SafeTensors;
 
@@ -93,7 +94,8 @@ public static class PluginCommand
     /// <summary>
     /// `graft logits --plugin`: the request goes through a host holding the base and this plug-in, so a prompt without
     /// an image is the base's own forward (unless <paramref name="textRoute"/> sends text through the plug-in). <paramref name="idsText"/> lists token ids and, with an image, the word
-    /// `image` where the image goes (e.g. 1,image,5,6).
+    /// `image` where the image goes (e.g. 1,image,5,6); the design's layout then applies (<see cref="PromptLayout"/>: MMA's
+    /// "Image: " goes after a leading BOS with the image behind it, and "Image: N/A" there for text routed through it).
     /// </summary>
     public static int RunLogits(string modelFolder, string pluginFolder, string idsText, string? imagePath, string outputPath, TextWriter output,
         TextRoute textRoute = TextRoute.Base, string? visionFolder = null)
@@ -103,7 +105,11 @@ public static class PluginCommand
         var host = new PluginHost(model);
         host.Attach("plugin", plugin, textRoute);
         var image = imagePath is null ? null : ImageDecoder.Load(imagePath);
-        var logits = host.Forward("plugin", ParsePrompt(idsText, image));
+        var prompt = plugin.Layout.Arrange(ParsePrompt(idsText, image), () => File.Exists(Path.Combine(modelFolder, "tokenizer.json"))
+            ? Tokenizer.FromFolder(modelFolder)
+            : throw new ArgumentException($"a {plugin.Design} prompt begins with text of its design's layout, which needs a tokenizer.json in '{modelFolder}'"),
+            throughPlugin: textRoute == TextRoute.Plugin);
+        var logits = host.Forward("plugin", prompt);
         SafeTensorsWriter.Write(outputPath, [KeyValuePair.Create("logits", logits)]);
         output.WriteLine($"wrote logits {logits.ShapeString} to {outputPath}");
         return 0;

@@ -10,9 +10,9 @@ namespace Graft.Eval;
 /// request with images runs base + plug-in, and a text-only request runs the base alone or the plug-in, as the
 /// plug-in was attached (<see cref="TextRoute"/>). A text-only request the host sends to the base is scored by a
 /// <see cref="DecoderScoringModel"/> over that base, so its numbers are the base route's, bit for bit (batches share
-/// prompt prefixes as there). Any other prompt is split at its <c>&lt;image&gt;</c> placeholders and each piece tokenised
-/// (special tokens, e.g. BOS, on the first piece only); continuations are split off the last text piece as the base
-/// route does, and one forward scores all single-token candidates. Generation is greedy through a
+/// prompt prefixes as there). Any other prompt is laid out as the plug-in's design asks (<see cref="IPlugin.Layout"/>, the
+/// layout the trainer teaches) and each piece tokenised (special tokens, e.g. BOS, on the first piece only); continuations
+/// are split off the last text piece as the base route does, and one forward scores all single-token candidates. Generation is greedy through a
 /// <see cref="PluginSession"/>: the prompt is prepared once and each new token runs on the KV cache, the decode steps
 /// of several requests together (<see cref="GreedyBatch"/>).
 /// </summary>
@@ -25,12 +25,13 @@ public sealed class PluginScoringModel : IScoringModel
     private readonly bool _textThroughPlugin;
     private readonly DecoderScoringModel _text;
     private readonly PluginSession _session;
+    private readonly PromptLayout _layout;
 
     public PluginScoringModel(PluginHost host, string plugin, Tokenizer tokenizer, TextRoute textRoute)
     {
         ArgumentNullException.ThrowIfNull(host);
         ArgumentNullException.ThrowIfNull(tokenizer);
-        host.Plugin(plugin);
+        _layout = host.Plugin(plugin).Layout;
         _host = host;
         _plugin = plugin;
         _tokenizer = tokenizer;
@@ -140,19 +141,22 @@ public sealed class PluginScoringModel : IScoringModel
     /// <summary>Whether the host runs this prompt on the base alone (no image, and text not routed through the plug-in).</summary>
     private bool ToBase(EvalPrompt prompt) => !prompt.HasImages && !_textThroughPlugin;
 
-    /// <summary>The parts before the last text piece (text and images), that piece's text, and whether it is the first piece.</summary>
+    /// <summary>
+    /// The prompt in the design's layout: the parts before its last piece (text and images), that piece's text, and whether
+    /// it is the first piece (which carries the special tokens).
+    /// </summary>
     private (List<PromptPart> Parts, string Last, bool First) Split(EvalPrompt prompt)
     {
-        var pieces = prompt.Text.Split(EvalPrompt.ImagePlaceholder);
-        if (pieces.Length - 1 != prompt.ImagePaths.Count)
-            throw new ArgumentException($"the prompt has {pieces.Length - 1} {EvalPrompt.ImagePlaceholder} placeholder(s) for {prompt.ImagePaths.Count} image(s)");
+        var laid = _layout.Arrange(prompt.Text, prompt.ImagePaths.Count, throughPlugin: true);
         var parts = new List<PromptPart>();
-        for (int i = 0; i < pieces.Length - 1; i++)
+        int image = 0;
+        for (int i = 0; i < laid.Pieces.Count - 1; i++)
         {
-            if (pieces[i].Length > 0) parts.Add(new TextPart(Encode(pieces[i], i == 0)));
-            parts.Add(new ImagePart(ImageDecoder.Load(prompt.ImagePaths[i])));
+            var ids = Encode(laid.Piece(i), i == 0);
+            if (ids.Length > 0) parts.Add(new TextPart(ids));
+            for (int k = 0; k < laid.Pieces[i].ImagesAfter; k++) parts.Add(new ImagePart(ImageDecoder.Load(prompt.ImagePaths[image++])));
         }
-        return (parts, pieces[^1], pieces.Length == 1);
+        return (parts, laid.Piece(laid.Pieces.Count - 1), laid.Pieces.Count == 1);
     }
 
     private int[] Encode(string text, bool first) => _tokenizer.Encode(text, addSpecialTokens: first);

@@ -67,6 +67,9 @@ public sealed class Bridge : IPlugin
 
     public string Design => DesignName;
     public PluginManifest Manifest { get; }
+
+    /// <summary>LLaVA-1.5's: each image at its `&lt;image&gt;` placeholder.</summary>
+    public PromptLayout Layout => PromptLayout.AtPlaceholders;
     public DecoderModel Base { get; }
 
     /// <summary>The front end that encodes images given as pixels; null when the plug-in is used with precomputed features only.</summary>

@@ -45,6 +45,9 @@ public interface IPlugin
     /// </summary>
     bool CanEncodePixels { get; }
 
+    /// <summary>How the design lays a prompt's text and images out, as its paper does (see <see cref="PromptLayout"/>).</summary>
+    PromptLayout Layout { get; }
+
     /// <summary>Input embeddings [T, C], modality mask, next-token targets and hooks for one request.</summary>
     PreparedInput Prepare(MultimodalPrompt prompt);
 }

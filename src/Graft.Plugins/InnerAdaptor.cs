@@ -116,6 +116,9 @@ public sealed class InnerAdaptor : IPlugin
 
     public string Design => DesignName;
     public PluginManifest Manifest { get; }
+
+    /// <summary>IAA is built on LLaVA's code: each image at its `&lt;image&gt;` placeholder.</summary>
+    public PromptLayout Layout => PromptLayout.AtPlaceholders;
     public DecoderModel Base { get; }
     public IVisionFrontEnd? Vision { get; }
     public GeluProjector Projector { get; }

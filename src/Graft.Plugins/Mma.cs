@@ -47,8 +47,8 @@ public sealed record MmaOptions
 /// Modality token: m = E_mod[has_image], E_mod: Embedding(2, d), prepended at position 0. No other token attends to it
 ///     (attention mask column 0 is false for rows 1..T), so its hidden state depends on the modality alone and tells each
 ///     layer's router which modality it serves.
-/// Sequence: [m] [BOS] "Image: " [n visual tokens] prompt answer, or [m] [BOS] "Image: N/A" prompt answer
-///     (the text is the caller's; <see cref="LeadingParts"/> builds it).
+/// Sequence: [m] [BOS] "Image: " [n visual tokens] prompt answer, or [m] [BOS] "Image: N/A" prompt answer for a text-only
+///     request routed through the plug-in (the text is laid out so by <see cref="Layout"/>, for every caller).
 /// MM-Adapter (RepAdapter with a router, <see cref="RoutedRepAdapter"/>) on the normed input of attention in every LLM layer,
 ///     h = x + Attn(Adapter(RMSNorm(x))), FFN unchanged:
 ///     w  = softmax((W_r · X[0] + b_r) / τ)           the router reads position 0, the modality token
@@ -102,6 +102,11 @@ public sealed class Mma : IPlugin
 
     public string Design => DesignName;
     public PluginManifest Manifest { get; }
+
+    /// <summary>LaVIN's: [BOS] "Image: " [image] prompt, or [BOS] "Image: N/A" prompt for text routed through the plug-in.</summary>
+    public static PromptLayout LaVinLayout { get; } = PromptLayout.Leading(ImagePrefix, TextOnlyPrefix);
+
+    public PromptLayout Layout => LaVinLayout;
     public DecoderModel Base { get; }
 
     /// <summary>The front end that encodes images given as pixels; null when only precomputed features are used.</summary>
@@ -259,16 +264,6 @@ public sealed class Mma : IPlugin
         shape.Check(manifest.Base.HiddenSize, "the base's hidden size", message => new PluginFormatException(file, message, "hyper_parameters"));
         if (visionBlocks > 0) shape.Check(dv, "the vision width", message => new PluginFormatException(file, message, "hyper_parameters"));
         return (shape, dv, visionBlocks, Positive("projection_width"));
-    }
-
-    /// <summary>
-    /// LaVIN's text before the user's prompt: "Image: " then the image, or "Image: N/A" without one (BOS, if the
-    /// tokenizer does not add it, comes first and is the caller's).
-    /// </summary>
-    public static IReadOnlyList<PromptPart> LeadingParts(Func<string, int[]> encode, ImagePart? image)
-    {
-        ArgumentNullException.ThrowIfNull(encode);
-        return image is null ? [new TextPart(encode(TextOnlyPrefix))] : [new TextPart(encode(ImagePrefix)), image];
     }
 
     /// <summary>Z_v [N, d_v] -> H_v [N, d] = W_2 · SiLU(W_1 · Z_v + b_1) + b_2 (AdapterMLP).</summary>

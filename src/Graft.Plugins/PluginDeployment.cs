@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Graft.Models.Chat;
 using Graft.Models.Imaging;
 using Graft.Models.Llm;
@@ -10,13 +9,10 @@ namespace Graft.Plugins;
 
 /// <summary>
 /// One deployment as the commands and the server open it: a base checkpoint and named plug-ins attached to one host, each
-/// with the vision front end its plugin.json names, and prompts laid out with each design's image placeholder.
+/// with the vision front end its plugin.json names, and prompts laid out as each design's paper does (<see cref="IPlugin.Layout"/>).
 /// </summary>
 public sealed class PluginDeployment : IDisposable
 {
-    /// <summary>LLaVA's image placeholder, for designs whose plugin.json names none.</summary>
-    public const string DefaultPlaceholder = "<image>";
-
     private readonly List<IDisposable> _visions;
 
     private PluginDeployment(DecoderModel model, PluginHost host, List<IDisposable> visions)
@@ -81,19 +77,11 @@ public sealed class PluginDeployment : IDisposable
         }
     }
 
-    /// <summary>Where <paramref name="plugin"/>'s design puts an image in its prompt (plugin.json's image_placeholder, else LLaVA's `&lt;image&gt;`).</summary>
-    public static string Placeholder(IPlugin plugin)
-    {
-        ArgumentNullException.ThrowIfNull(plugin);
-        return plugin.Manifest.HyperParameters["image_placeholder"] is { } node && node.GetValueKind() == JsonValueKind.String
-            ? node.GetValue<string>() : DefaultPlaceholder;
-    }
-
     /// <summary>
     /// The prompt of a conversation whose messages carry <paramref name="images"/> (one list per message) for
     /// <paramref name="plugin"/>: a message with images but no placeholder gets one per image before its text; the template
-    /// renders every turn, and the rendered text is cut at the placeholders. Without any image it is exactly the base's
-    /// encoding of the same conversation (and needs no plug-in).
+    /// renders every turn, and the design's layout places the images (a beginning-of-sequence token the template writes
+    /// stays first). Without any image it is exactly the base's encoding of the same conversation (and needs no plug-in).
     /// </summary>
     public static MultimodalPrompt ChatPrompt(IPlugin? plugin, Tokenizer tokenizer, ChatTemplate template, IReadOnlyList<ChatMessage> messages,
         IReadOnlyList<IReadOnlyList<RgbImage>> images)
@@ -104,11 +92,12 @@ public sealed class PluginDeployment : IDisposable
         ArgumentNullException.ThrowIfNull(images);
         if (images.Count != messages.Count) throw new ArgumentException($"{images.Count} image lists for {messages.Count} messages", nameof(images));
         if (images.All(list => list.Count == 0)) return MultimodalPrompt.FromIds(template.Encode(tokenizer, messages, addGenerationPrompt: true));
-        var placeholder = PlaceholderForImages(plugin);
-        var placed = messages.Select((m, i) => m with { Content = WithPlaceholders(m.Content, images[i].Count, placeholder) }).ToArray();
+        var layout = LayoutForImages(plugin);
+        var placed = messages.Select((m, i) => m with { Content = WithPlaceholders(m.Content, images[i].Count) }).ToArray();
         var text = template.Render(placed, addGenerationPrompt: true);
-        bool rendersBos = tokenizer.BosToken is { Length: > 0 } bos && text.StartsWith(bos, StringComparison.Ordinal);
-        return Layout(tokenizer, text, images.SelectMany(list => list).ToArray(), placeholder, addSpecialTokens: !rendersBos);
+        int renderedBos = tokenizer.BosToken is { Length: > 0 } bos && text.StartsWith(bos, StringComparison.Ordinal) ? bos.Length : 0;
+        var all = images.SelectMany(list => list).Select(image => new ImagePart(image)).ToArray();
+        return layout.Arrange(text, all.Length, throughPlugin: true, leadAfter: renderedBos).Encode(tokenizer, all, addSpecialTokens: renderedBos == 0);
     }
 
     /// <summary>A plain prompt (no chat template) with its images; without images, exactly the base's encoding.</summary>
@@ -116,8 +105,8 @@ public sealed class PluginDeployment : IDisposable
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         if (images.Count == 0) return MultimodalPrompt.FromIds(tokenizer.Encode(text));
-        var placeholder = PlaceholderForImages(plugin);
-        return Layout(tokenizer, WithPlaceholders(text, images.Count, placeholder), images, placeholder, addSpecialTokens: true);
+        return LayoutForImages(plugin).Arrange(WithPlaceholders(text, images.Count), images.Count, throughPlugin: true)
+            .Encode(tokenizer, images.Select(image => new ImagePart(image)).ToArray());
     }
 
     public void Dispose()
@@ -131,28 +120,10 @@ public sealed class PluginDeployment : IDisposable
         e is PluginFormatException or PluginCompatibilityException or ImageFormatException or VisionModelException or SafeTensorsException
             or LlmConfigException or KeyNotFoundException;
 
-    private static string PlaceholderForImages(IPlugin? plugin) =>
-        plugin is null ? throw new ArgumentException("a prompt with an image needs a plug-in to turn it into embeddings") : Placeholder(plugin);
+    private static PromptLayout LayoutForImages(IPlugin? plugin) =>
+        plugin is null ? throw new ArgumentException("a prompt with an image needs a plug-in to turn it into embeddings") : plugin.Layout;
 
-    private static string WithPlaceholders(string text, int images, string placeholder) =>
-        images == 0 || text.Contains(placeholder, StringComparison.Ordinal) ? text : string.Concat(Enumerable.Repeat(placeholder + "\n", images)) + text;
-
-    /// <summary>
-    /// Cuts <paramref name="text"/> at the placeholders, as LLaVA's tokenizer_image_token does: the first piece is encoded
-    /// with the tokenizer's special tokens (BOS) even when empty, the others without.
-    /// </summary>
-    private static MultimodalPrompt Layout(Tokenizer tokenizer, string text, IReadOnlyList<RgbImage> images, string placeholder, bool addSpecialTokens)
-    {
-        var pieces = text.Split(placeholder);
-        if (pieces.Length - 1 != images.Count)
-            throw new ArgumentException($"the prompt has {pieces.Length - 1} '{placeholder}' placeholder(s) for {images.Count} image(s)");
-        var parts = new List<PromptPart>();
-        for (int i = 0; i < pieces.Length; i++)
-        {
-            var ids = tokenizer.Encode(pieces[i], addSpecialTokens: i == 0 && addSpecialTokens);
-            if (ids.Length > 0) parts.Add(new TextPart(ids));
-            if (i < images.Count) parts.Add(new ImagePart(images[i]));
-        }
-        return new MultimodalPrompt(parts);
-    }
+    /// <summary>The text with one placeholder per image before it (LLaVA's place) when it has none.</summary>
+    private static string WithPlaceholders(string text, int images) =>
+        images == 0 || text.Contains(PromptLayout.Placeholder, StringComparison.Ordinal) ? text : string.Concat(Enumerable.Repeat(PromptLayout.Placeholder + "\n", images)) + text;
 }

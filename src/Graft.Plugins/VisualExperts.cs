@@ -97,6 +97,9 @@ public sealed class VisualExperts : IPlugin
 
     public string Design => DesignName;
     public PluginManifest Manifest { get; }
+
+    /// <summary>InternVL's: each image at its `&lt;image&gt;` placeholder, which <see cref="Prepare"/> fills with `&lt;img&gt;`, the visual tokens and `&lt;/img&gt;`.</summary>
+    public PromptLayout Layout => PromptLayout.AtPlaceholders;
     public DecoderModel Base { get; }
     public IReadOnlyList<PluginParameter> Parameters { get; }
 

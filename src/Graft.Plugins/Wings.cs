@@ -113,6 +113,9 @@ public sealed class Wings : IPlugin
 
     public string Design => DesignName;
     public PluginManifest Manifest { get; }
+
+    /// <summary>WINGS is built on LLaVA's code: each image at its `&lt;image&gt;` placeholder.</summary>
+    public PromptLayout Layout => PromptLayout.AtPlaceholders;
     public DecoderModel Base { get; }
     public IVisionFrontEnd? Vision { get; }
     public IReadOnlyList<PluginParameter> Parameters { get; }

@@ -395,7 +395,7 @@ public static class PluginTrainer
                 {
                     string key = Key(source);
                     if (data.ContainsKey(key)) continue;
-                    var examples = TrainingData.Load(source, tokenizer, Base.Config.VocabSize).Examples;
+                    var examples = TrainingData.Load(source, _plugin.Layout, tokenizer, Base.Config.VocabSize).Examples;
                     data[key] = _plugin.CanRouteText ? examples.ToList() : examples.Where(e => e.HasImage).ToList();
                 }
                 if (mix.Sources.All(s => data[Key(s)].Count == 0))

@@ -1,4 +1,5 @@
 using Graft.Models.Tokenization;
+using Graft.Plugins;
 using Graft.Training.Data;
 
 namespace Graft.Training;
@@ -7,7 +8,8 @@ namespace Graft.Training;
 /// The examples of one data source, read and tokenized once, each laid out as the evaluation asks the same kind of
 /// question (<see cref="PromptFormats"/>): llava and shapes as free answers (every assistant turn a target), scienceqa
 /// in LaVIN's prompt with "The answer is X. BECAUSE: ..." and the end of the sequence, choice in the multiple-choice
-/// letter layout, mmlu in Hendrycks' 5-shot prompt with its letter, alpaca in the Stanford template.
+/// letter layout, mmlu in Hendrycks' 5-shot prompt with its letter, alpaca in the Stanford template; then laid out as the
+/// plug-in's design asks (<see cref="PromptLayout"/>).
 /// </summary>
 public sealed class TrainingData
 {
@@ -23,10 +25,14 @@ public sealed class TrainingData
     public DataSourceSpec Spec { get; }
     public IReadOnlyList<TrainingExample> Examples { get; }
 
-    /// <summary>Reads and tokenizes <paramref name="spec"/>; every record that cannot be used is reported with its file and record.</summary>
-    public static TrainingData Load(DataSourceSpec spec, Tokenizer tokenizer, int vocabSize)
+    /// <summary>
+    /// Reads <paramref name="spec"/> and tokenizes it in <paramref name="layout"/> (the plug-in's); every record that cannot
+    /// be used is reported with its file and record.
+    /// </summary>
+    public static TrainingData Load(DataSourceSpec spec, PromptLayout layout, Tokenizer tokenizer, int vocabSize)
     {
         ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(layout);
         ArgumentNullException.ThrowIfNull(tokenizer);
         var prompts = spec.Kind switch
         {
@@ -43,7 +49,7 @@ public sealed class TrainingData
         {
             foreach (var image in prompt.ImagePaths)
                 if (!File.Exists(image)) throw new FileNotFoundException($"{where}: image file '{image}' does not exist", image);
-            examples.Add(TrainingExample.Encode(prompt, tokenizer, vocabSize, where));
+            examples.Add(TrainingExample.Encode(prompt, layout, tokenizer, vocabSize, where));
         }
         if (examples.Count == 0) throw new ArgumentException($"data source {spec} holds no examples");
         return new TrainingData(spec, examples);

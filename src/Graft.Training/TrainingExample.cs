@@ -25,29 +25,42 @@ public sealed record TrainingExample(string Where, IReadOnlyList<ExamplePart> Pa
     public int TextTokens => Parts.OfType<ExampleText>().Sum(p => p.Ids.Length);
 
     /// <summary>
-    /// Tokenizes <paramref name="prompt"/> exactly as evaluation tokenizes its requests: the text is cut at its image
-    /// placeholders and each non-empty piece encoded on its own, the tokenizer's special tokens (BOS) on the first piece
-    /// only. Targets are marked by their character spans: the tokens of a piece that follow the encoding of the text
+    /// Tokenizes <paramref name="prompt"/> exactly as evaluation tokenizes its requests: the text is laid out as the
+    /// plug-in's design asks (<paramref name="layout"/>; a text-only example runs through the plug-in, as training runs it)
+    /// and each piece encoded on its own, the tokenizer's special tokens (BOS) on the first piece only, even when it is
+    /// empty. Targets are marked by their character spans: the tokens of a piece that follow the encoding of the text
     /// before a span (its common prefix with the piece's encoding) up to those that follow the text through its end, so
     /// the context before each target is, token for token, the request evaluation would send.
     /// </summary>
-    public static TrainingExample Encode(FormattedPrompt prompt, Tokenizer tokenizer, int vocabSize, string where)
+    public static TrainingExample Encode(FormattedPrompt prompt, PromptLayout layout, Tokenizer tokenizer, int vocabSize, string where)
     {
         ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(layout);
         ArgumentNullException.ThrowIfNull(tokenizer);
-        var pieces = prompt.Text.Split(PromptFormats.ImagePlaceholder);
-        if (pieces.Length - 1 != prompt.ImagePaths.Count)
-            throw new ArgumentException($"{where}: {pieces.Length - 1} {PromptFormats.ImagePlaceholder} placeholder(s) for {prompt.ImagePaths.Count} image(s)");
         foreach (var target in prompt.Targets)
             if (prompt.Text[target].Contains(PromptFormats.ImagePlaceholder, StringComparison.Ordinal))
                 throw new ArgumentException($"{where}: an answer holds an image placeholder; images belong to the question");
-        var parts = new List<ExamplePart>();
-        int pieceStart = 0;
-        for (int i = 0; i < pieces.Length; i++)
+        LaidOutPrompt laid;
+        try
         {
-            if (pieces[i].Length > 0) AddPiece(parts, pieces[i], pieceStart, i == 0, prompt, tokenizer, vocabSize, where);
-            if (i < prompt.ImagePaths.Count) parts.Add(new ExampleImage(prompt.ImagePaths[i]));
-            pieceStart += pieces[i].Length + PromptFormats.ImagePlaceholder.Length;
+            laid = layout.Arrange(prompt.Text, prompt.ImagePaths.Count, throughPlugin: true);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"{where}: {e.Message}", e);
+        }
+        var targets = prompt.Targets.Select(t =>
+        {
+            var (start, length) = t.GetOffsetAndLength(prompt.Text.Length);
+            return laid.Position(start)..laid.Position(start + length);
+        }).ToList();
+        var parts = new List<ExamplePart>();
+        int image = 0;
+        for (int i = 0; i < laid.Pieces.Count; i++)
+        {
+            var (pieceStart, pieceLength) = laid.Pieces[i].Range.GetOffsetAndLength(laid.Text.Length);
+            if (i == 0 || pieceLength > 0) AddPiece(parts, laid.Piece(i), pieceStart, i == 0, targets, tokenizer, vocabSize, where);
+            for (int k = 0; k < laid.Pieces[i].ImagesAfter; k++) parts.Add(new ExampleImage(prompt.ImagePaths[image++]));
         }
         if (prompt.EndsWithEos && tokenizer.EosTokenId is int eos)
         {
@@ -92,16 +105,17 @@ public sealed record TrainingExample(string Where, IReadOnlyList<ExamplePart> Pa
             _ => throw new InvalidOperationException($"unknown example part {p.GetType().Name}"),
         }).ToList());
 
-    private static void AddPiece(List<ExamplePart> parts, string piece, int pieceStart, bool first, FormattedPrompt prompt, Tokenizer tokenizer, int vocabSize, string where)
+    /// <summary>One piece of the laid-out text, which starts at <paramref name="pieceStart"/>; <paramref name="targets"/> are spans of that text.</summary>
+    private static void AddPiece(List<ExamplePart> parts, string piece, int pieceStart, bool first, IReadOnlyList<Range> targets, Tokenizer tokenizer, int vocabSize, string where)
     {
         var ids = tokenizer.Encode(piece, addSpecialTokens: first);
         foreach (int id in ids)
             if ((uint)id >= (uint)vocabSize)
                 throw new ArgumentException($"{where}: token id {id} is outside the base's vocabulary of {vocabSize}; is the tokenizer the base's?");
         var assistant = new bool[ids.Length];
-        foreach (var target in prompt.Targets)
+        foreach (var target in targets)
         {
-            var (start, length) = target.GetOffsetAndLength(prompt.Text.Length);
+            int start = target.Start.Value, length = target.End.Value - start;
             int from = Math.Max(start, pieceStart) - pieceStart, to = Math.Min(start + length, pieceStart + piece.Length) - pieceStart;
             if (to <= from) continue;
             int begin = CommonPrefix(tokenizer.Encode(piece[..from], addSpecialTokens: first), ids);

@@ -57,9 +57,10 @@ internal static class EvalFixtures
     /// <summary>
     /// A byte-level BPE tokenizer small enough for the tiny checkpoints (vocabulary under 320): the 256 byte
     /// symbols as ids 0..255 and an end-of-text token at 300; with <paramref name="mergeLetters"/> also merges
-    /// "Ġ"+"A".."E" (ids 256..260), so " A" is one token, else " A" is two.
+    /// "Ġ"+"A".."E" (ids 256..260), so " A" is one token, else " A" is two; with <paramref name="bos"/> a post-processor
+    /// begins every encoding with the end-of-text token as BOS (as GPT-2's does).
     /// </summary>
-    public static string TokenizerJson(bool mergeLetters)
+    public static string TokenizerJson(bool mergeLetters, bool bos = false)
     {
         var symbols = ByteSymbols();
         var vocab = new Dictionary<string, int>();
@@ -85,6 +86,21 @@ internal static class EvalFixtures
                 ["byte_fallback"] = false, ["ignore_merges"] = false, ["vocab"] = vocab, ["merges"] = merges,
             },
         };
+        if (bos)
+        {
+            object Special(int typeId) => new Dictionary<string, object> { ["SpecialToken"] = new Dictionary<string, object> { ["id"] = "<|endoftext|>", ["type_id"] = typeId } };
+            object Sequence(string id, int typeId) => new Dictionary<string, object> { ["Sequence"] = new Dictionary<string, object> { ["id"] = id, ["type_id"] = typeId } };
+            document["post_processor"] = new Dictionary<string, object>
+            {
+                ["type"] = "TemplateProcessing",
+                ["single"] = new[] { Special(0), Sequence("A", 0) },
+                ["pair"] = new[] { Special(0), Sequence("A", 0), Special(1), Sequence("B", 1) },
+                ["special_tokens"] = new Dictionary<string, object>
+                {
+                    ["<|endoftext|>"] = new Dictionary<string, object> { ["id"] = "<|endoftext|>", ["ids"] = new[] { 300 }, ["tokens"] = new[] { "<|endoftext|>" } },
+                },
+            };
+        }
         return JsonSerializer.Serialize(document);
     }
 
@@ -102,13 +118,13 @@ internal static class EvalFixtures
     }
 
     /// <summary>The tiny Llama checkpoint copied with the test tokenizer beside it (a complete model folder).</summary>
-    public static string ModelFolder(TempFolder temp, bool mergeLetters)
+    public static string ModelFolder(TempFolder temp, bool mergeLetters, bool bos = false)
     {
         string folder = System.IO.Path.Combine(temp.Path, "model");
         Directory.CreateDirectory(folder);
         foreach (var file in Directory.GetFiles(System.IO.Path.Combine(GoldenCase.Folder("llm"), "models", "llama")))
             File.Copy(file, System.IO.Path.Combine(folder, System.IO.Path.GetFileName(file)));
-        File.WriteAllText(System.IO.Path.Combine(folder, "tokenizer.json"), TokenizerJson(mergeLetters));
+        File.WriteAllText(System.IO.Path.Combine(folder, "tokenizer.json"), TokenizerJson(mergeLetters, bos));
         return folder;
     }
 

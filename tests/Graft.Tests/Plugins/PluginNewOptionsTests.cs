@@ -4,6 +4,7 @@ using Graft.Models.Llm;
 using Graft.Plugins;
 using Graft.Tensors;
 using Graft.Tensors.SafeTensors;
+using Graft.Tests.Eval;
 using Graft.Tests.Support;
 
 namespace Graft.Tests.Plugins;
@@ -175,17 +176,21 @@ public class PluginNewOptionsTests
         }
         string image = temp.Sub("image.ppm");
         File.WriteAllBytes(image, [.. "P6\n4 4\n255\n"u8.ToArray(), .. Enumerable.Range(0, 48).Select(i => (byte)(i * 5))]);
-        (code, _, error) = Invoke("logits", "--model", Llama, "--plugin", folder, "--vision", Clip, "--image", image, "--ids", "1,image,42,9", "--out", temp.Sub("cli.safetensors"));
+        // The same tiny Llama with a byte-level tokenizer beside it, which LaVIN's "Image: " needs.
+        using var copy = new Eval.TempFolder();
+        string llama = EvalFixtures.ModelFolder(copy, mergeLetters: false);
+        (code, _, error) = Invoke("logits", "--model", llama, "--plugin", folder, "--vision", Clip, "--image", image, "--ids", "1,image,42,9", "--out", temp.Sub("cli.safetensors"));
         Assert.True(code == 0, error);
         using var written = SafeTensorsFile.Open(temp.Sub("cli.safetensors"));
         var cli = written.ReadFloats("logits");
-        Assert.Equal(1 + 1 + 3 + 2, written.Info("logits").Shape[0]);   // modality token, BOS, 3 class tokens, 2 ids
+        var lead = Graft.Models.Tokenization.Tokenizer.FromFolder(llama).Encode("Image: ", addSpecialTokens: false);
+        Assert.Equal(1 + lead.Length + 3 + 3, written.Info("logits").Shape[0]);   // modality token, "Image: ", 3 class tokens, 3 ids
 
         using var reopened = MmaClipFrontEnd.Load(Clip);
         var loaded = Assert.IsType<Mma>(PluginFile.Load(folder, model, reopened));
         var host = new PluginHost(model);
         host.Attach("mma", loaded);
-        var prompt = new MultimodalPrompt([new TextPart([1]), new ImagePart(ImageDecoder.Load(image)), new TextPart([42, 9])]);
+        var prompt = new MultimodalPrompt([new TextPart(lead), new ImagePart(ImageDecoder.Load(image)), new TextPart([1, 42, 9])]);
         Assert.Equal(PluginFixtures.Bits(Tensor.FromArray(cli, cli.Length)), PluginFixtures.Bits(host.Forward("mma", prompt).Reshape(cli.Length)));
         foreach (var adapter in loaded.VisionAdapters)
         {

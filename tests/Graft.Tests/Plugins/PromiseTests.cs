@@ -145,6 +145,7 @@ public class PromiseTests
         public IReadOnlyList<PluginParameter> Parameters => _inner.Parameters;
         public bool CanRouteText => false;
         public bool CanEncodePixels => true;
+        public PromptLayout Layout => _inner.Layout;
 
         public PreparedInput Prepare(MultimodalPrompt prompt)
         {

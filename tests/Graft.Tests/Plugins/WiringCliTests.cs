@@ -188,7 +188,7 @@ public sealed class WiringCliTests : IDisposable
         Assert.Equal(alone.Output, textOnly.Output);
 
         const int steps = 6;
-        var (expectedText, promptLength) = GreedyByRecomputation(plugin, steps);
+        var (expectedText, promptLength) = GreedyByRecomputation(plugin, design, steps);
         var generated = Invoke(null, "generate", "--model", _model, "--plugin", plugin, "--image", _image, "--prompt", Prompt, "--max-tokens", steps.ToString(), "--temperature", "0");
         Assert.True(generated.Code == 0, generated.Error);
         Assert.Equal(expectedText + "\n", generated.Output.ReplaceLineEndings("\n"));
@@ -210,17 +210,20 @@ public sealed class WiringCliTests : IDisposable
         using var model2 = DecoderModel.Load(_model);
         var host = new PluginHost(model2);
         host.Attach("p", PluginFile.Load(plugin, model2, VisionFrontEnds.ForPlugin(PluginFile.ReadManifest(plugin), plugin, null)));
-        var logits = host.Forward("p", new MultimodalPrompt([new TextPart([5]), new ImagePart(ImageDecoder.Load(_image)), new TextPart([42, 9])]));
+        // MMA: LaVIN's "Image: " and the image first (this tokenizer has no BOS), then the ids.
+        var logits = host.Forward("p", new MultimodalPrompt(design == Mma.DesignName
+            ? [new TextPart(Tokenizer.FromFolder(_model).Encode("Image: ", addSpecialTokens: false)), new ImagePart(ImageDecoder.Load(_image)), new TextPart([5, 42, 9])]
+            : [new TextPart([5]), new ImagePart(ImageDecoder.Load(_image)), new TextPart([42, 9])]));
         using var written = SafeTensorsFile.Open(_temp.Sub(design + ".safetensors"));
         Assert.Equal(PluginFixtures.Bits(logits), PluginFixtures.Bits(Tensor.FromArray(written.ReadFloats("logits"), logits.Shape)));
     }
 
     /// <summary>
-    /// The completion `generate --image` should print: the prompt laid out as the CLI does ("&lt;image&gt;\n" before the text),
-    /// then greedy tokens, each from a forward over the whole sequence so far through a host (no cache); and the
-    /// prepared prompt's length.
+    /// The completion `generate --image` should print: the prompt laid out as the design's paper does (LLaVA's
+    /// "&lt;image&gt;\n" before the text; LaVIN's "Image: " and the image before it for MMA), then greedy tokens, each from a
+    /// forward over the whole sequence so far through a host (no cache); and the prepared prompt's length.
     /// </summary>
-    private (string Text, int PromptLength) GreedyByRecomputation(string pluginFolder, int steps)
+    private (string Text, int PromptLength) GreedyByRecomputation(string pluginFolder, string design, int steps)
     {
         using var model = DecoderModel.Load(_model);
         var tokenizer = Tokenizer.FromFolder(_model);
@@ -228,10 +231,10 @@ public sealed class WiringCliTests : IDisposable
         var host = new PluginHost(model);
         host.Attach("p", plugin);
         var eos = GenerationConfig.FromFolder(_model).EosTokenIds;
-        var head = tokenizer.Encode("", addSpecialTokens: true);
+        var head = tokenizer.Encode(design == Mma.DesignName ? "Image: " : "", addSpecialTokens: true);
         List<PromptPart> parts = head.Length > 0 ? [new TextPart(head)] : [];
         parts.Add(new ImagePart(ImageDecoder.Load(_image)));
-        var text = tokenizer.Encode("\n" + Prompt, addSpecialTokens: false);
+        var text = tokenizer.Encode(design == Mma.DesignName ? Prompt : "\n" + Prompt, addSpecialTokens: false);
         int promptLength;
         using (Autograd.NoGrad()) promptLength = plugin.Prepare(new MultimodalPrompt([.. parts, new TextPart(text)])).Length;
         var tokens = new List<int>();

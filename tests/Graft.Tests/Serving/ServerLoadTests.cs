@@ -271,6 +271,7 @@ public sealed class ServerFaultTests(ServingFixture fixture)
         public IReadOnlyList<PluginParameter> Parameters => inner.Parameters;
         public bool CanRouteText => inner.CanRouteText;
         public bool CanEncodePixels => true;
+        public PromptLayout Layout => inner.Layout;
         public PreparedInput Prepare(MultimodalPrompt prompt) => throw new InvalidOperationException(Failure);
     }
 

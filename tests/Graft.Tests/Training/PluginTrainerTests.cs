@@ -22,7 +22,7 @@ public sealed class PluginTrainerTests : IDisposable
     /// <summary>Mean cross-entropy over the target tokens of every example of the shapes world, through <paramref name="plugin"/>.</summary>
     private float MeanLoss(IPlugin plugin)
     {
-        var examples = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), Tokenizer.FromFolder(_fixtures.Model), plugin.Base.Config.VocabSize).Examples;
+        var examples = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), plugin.Layout, Tokenizer.FromFolder(_fixtures.Model), plugin.Base.Config.VocabSize).Examples;
         var vision = TrainingFixtures.Vision();
         double sum = 0;
         long count = 0;
@@ -170,7 +170,7 @@ public sealed class PluginTrainerTests : IDisposable
         Assert.Equal("stages[0].max_length", e.Field);
 
         // Positions of a Bridge request with this front end: the text tokens and 4 per image.
-        var lengths = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), Tokenizer.FromFolder(_fixtures.Model), 320).Examples
+        var lengths = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), PromptLayout.AtPlaceholders, Tokenizer.FromFolder(_fixtures.Model), 320).Examples
             .Select(x => x.TextTokens + 4 * x.Parts.Count(p => p is ExampleImage)).Order().ToList();
         var some = _fixtures.Train(_fixtures.Recipe("bridge", stages: Stage("skip", lengths[lengths.Count / 2])), "some");
         Assert.True(some.Skipped > 0, $"expected some of {string.Join(", ", lengths)} over {lengths[lengths.Count / 2]} positions");

@@ -4,6 +4,7 @@ using Graft.Models.Tokenization;
 using Graft.Plugins;
 using Graft.Training;
 using Graft.Training.Data;
+using Graft.Tests.Eval;
 
 namespace Graft.Tests.Training;
 
@@ -23,6 +24,7 @@ public sealed class TrainingDataTests : IDisposable
         public IReadOnlyList<PluginParameter> Parameters => inner.Parameters;
         public bool CanRouteText => inner.CanRouteText;
         public bool CanEncodePixels => inner.CanEncodePixels;
+        public PromptLayout Layout => inner.Layout;
 
         public PreparedInput Prepare(MultimodalPrompt prompt)
         {
@@ -64,17 +66,37 @@ public sealed class TrainingDataTests : IDisposable
     /// <summary>Image paths replaced by "image" (the harness hands the plug-in decoded pixels).</summary>
     private static List<object> Anonymous(List<object> parts) => parts.Select(p => p is string ? "image" : p).ToList();
 
-    [Fact]
-    public void The_context_of_every_target_is_the_request_evaluation_sends()
+    public static TheoryData<string> EveryDesign => new() { Bridge.DesignName, Mma.DesignName, InnerAdaptor.DesignName, Wings.DesignName, VisualExperts.DesignName };
+
+    /// <summary>An untrained plug-in of <paramref name="design"/> on the tiny base, with the test front end where it takes one.</summary>
+    private static IPlugin Untrained(string design, DecoderModel model) => design switch
+    {
+        Bridge.DesignName => Bridge.Create(model, TrainingFixtures.Vision()),
+        Mma.DesignName => Mma.Create(model, TrainingFixtures.Vision()),
+        InnerAdaptor.DesignName => InnerAdaptor.Create(model, TrainingFixtures.Vision()),
+        Wings.DesignName => Wings.Create(model, TrainingFixtures.Vision()),
+        _ => VisualExperts.Create(model),
+    };
+
+    /// <summary>
+    /// For every design, the trainer's example (laid out by the plug-in's own layout) and evaluation's request for the same
+    /// item are the same parts, token for token: free answers of a shapes conversation, and ScienceQA with and without an
+    /// image (the text-only problem through the plug-in where the design acts on text, else as the base encodes it).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(EveryDesign))]
+    public void The_context_of_every_target_is_the_request_evaluation_sends(string design)
     {
         using var model = DecoderModel.Load(_fixtures.Model);
         var tokenizer = Tokenizer.FromFolder(_fixtures.Model);
-        var recorder = new RecordingPlugin(Bridge.Create(model, TrainingFixtures.Vision()));
+        var recorder = new RecordingPlugin(Untrained(design, model));
+        Assert.Equal(design == Mma.DesignName ? ("Image: ", "Image: N/A") : (null, null), (recorder.Layout.ImageLead, recorder.Layout.TextOnlyLead));
+        var route = recorder.CanRouteText ? TextRoute.Plugin : TextRoute.Base;
         var host = new PluginHost(model);
-        host.Attach("p", recorder);
-        var scorer = new PluginScoringModel(host, "p", tokenizer, TextRoute.Base);
+        host.Attach("p", recorder, route);
+        var scorer = new PluginScoringModel(host, "p", tokenizer, route);
         var conversations = LlavaReader.Read(Path.Combine(_fixtures.Shapes, "llava.json"), Path.Combine(_fixtures.Shapes, "images"));
-        var example = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), tokenizer, model.Config.VocabSize).Examples[0];
+        var example = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), recorder.Layout, tokenizer, model.Config.VocabSize).Examples[0];
         var conversation = conversations[0];
         var turns = conversation.SupervisedTurns.ToList();
         Assert.True(turns.Count >= 2);
@@ -91,9 +113,9 @@ public sealed class TrainingDataTests : IDisposable
         var problems = ScienceQaDataset.Load(Path.Combine(_fixtures.Shapes, "scienceqa")).Split("train");
         foreach (var problem in new[] { problems.First(p => p.HasImage), problems.First(p => !p.HasImage) })
         {
-            var sqa = TrainingExample.Encode(PromptFormats.ScienceQaAnswered(problem), tokenizer, model.Config.VocabSize, "sqa");
+            var sqa = TrainingExample.Encode(PromptFormats.ScienceQaAnswered(problem), recorder.Layout, tokenizer, model.Config.VocabSize, "sqa");
             var expected = Before(sqa, 0);
-            if (problem.HasImage)
+            if (problem.HasImage || route == TextRoute.Plugin)
             {
                 recorder.Prompts.Clear();
                 scorer.Generate(EvalPrompt.From(PromptFormats.ScienceQa(problem)), maxNewTokens: 1);
@@ -103,19 +125,78 @@ public sealed class TrainingDataTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// MMA's requests are LaVIN's, built here from its insert_image_embeds: [BOS] encode("Image: ") [image] encode(prompt)
+    /// without its BOS, and [BOS] encode("Image: N/A") encode(prompt) without its BOS for a text-only request through the
+    /// plug-in, whether the trainer or evaluation (generated or scored answers) makes them; on the base route a text-only
+    /// request is the base's own encoding.
+    /// </summary>
+    [Fact]
+    public void Mma_requests_from_training_and_evaluation_are_lavins_layout_token_for_token()
+    {
+        File.WriteAllText(Path.Combine(_fixtures.Model, "tokenizer.json"), EvalFixtures.TokenizerJson(mergeLetters: false, bos: true));
+        File.WriteAllText(Path.Combine(_fixtures.Model, "tokenizer_config.json"), """{"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}""");
+        using var model = DecoderModel.Load(_fixtures.Model);
+        var tokenizer = Tokenizer.FromFolder(_fixtures.Model);
+        int bos = tokenizer.BosTokenId!.Value;
+        Assert.Equal(bos, tokenizer.Encode("x")[0]);
+        int[] Lavin(string text) => tokenizer.Encode(text, addSpecialTokens: false);
+
+        var mma = new RecordingPlugin(Mma.Create(model, TrainingFixtures.Vision()));
+        var host = new PluginHost(model);
+        host.Attach("mma", mma, TextRoute.Plugin);
+        var scorer = new PluginScoringModel(host, "mma", tokenizer, TextRoute.Plugin);
+        var problems = ScienceQaDataset.Load(Path.Combine(_fixtures.Shapes, "scienceqa")).Split("train");
+        var withImage = problems.First(p => p.HasImage);
+        var textOnly = problems.First(p => !p.HasImage);
+        var examples = TrainingData.Load(new DataSourceSpec("scienceqa", Path.Combine(_fixtures.Shapes, "scienceqa"), "train", 1), mma.Layout, tokenizer, model.Config.VocabSize).Examples;
+
+        // Parts exactly: BOS and "Image: " together, the image, then the prompt encoded on its own.
+        List<object> imageLayout = [new[] { bos }.Concat(Lavin("Image: ")).ToArray(), "image", Lavin(withImage.Prompt())];
+        List<object> textLayout = [new[] { bos }.Concat(Lavin("Image: N/A")).ToArray(), Lavin(textOnly.Prompt())];
+        static List<object> Parts(MultimodalPrompt prompt) => prompt.Parts.Select(p => p is TextPart t ? (object)t.Ids : "image").ToList();
+
+        mma.Prompts.Clear();
+        scorer.Generate(EvalPrompt.From(PromptFormats.ScienceQa(withImage)), maxNewTokens: 1);
+        scorer.Generate(EvalPrompt.From(PromptFormats.ScienceQa(textOnly)), maxNewTokens: 1);
+        Assert.Equal(new[] { imageLayout, textLayout }, mma.Prompts.Select(Parts).ToArray());
+
+        mma.Prompts.Clear();
+        scorer.LogLikelihoods(EvalPrompt.From(PromptFormats.ScienceQa(withImage)), [" The answer is A", " The answer is B"]);
+        var scored = Parts(mma.Prompts[0]);
+        Assert.Equal(imageLayout.GetRange(0, 2), scored.GetRange(0, 2));
+        Assert.Equal(Lavin(withImage.Prompt()), ((int[])scored[2])[..Lavin(withImage.Prompt()).Length]);
+
+        // The trainer's examples: LaVIN encodes prompt and answer as one text, with EOS.
+        foreach (var (problem, lead) in new[] { (withImage, imageLayout.GetRange(0, 2)), (textOnly, textLayout.GetRange(0, 1)) })
+        {
+            var example = examples.Single(e => e.Where.EndsWith($"qid {problem.Id}", StringComparison.Ordinal));
+            var fed = Sent(example.ToPrompt(path => new ImagePart(Graft.Models.Imaging.ImageDecoder.Load(path))));
+            int[] rest = [.. Lavin(problem.Prompt() + " " + problem.Target()), tokenizer.EosTokenId!.Value];
+            List<object> expected = [.. lead, rest];
+            Assert.Equal(Joined(expected), fed);
+        }
+
+        var baseRoute = new PluginHost(model);
+        baseRoute.Attach("mma", mma);
+        mma.Prompts.Clear();
+        new PluginScoringModel(baseRoute, "mma", tokenizer, TextRoute.Base).Generate(EvalPrompt.From(PromptFormats.ScienceQa(textOnly)), maxNewTokens: 1);
+        Assert.Empty(mma.Prompts);
+    }
+
     [Fact]
     public void Targets_are_the_answers_with_the_end_of_sequence_where_the_format_has_one()
     {
         var tokenizer = Tokenizer.FromFolder(_fixtures.Model);
         int eos = tokenizer.EosTokenId!.Value;
-        var alpaca = TrainingExample.Encode(PromptFormats.AlpacaAnswered(new AlpacaExample("Name a colour.", "", "red")), tokenizer, 320, "a");
+        var alpaca = TrainingExample.Encode(PromptFormats.AlpacaAnswered(new AlpacaExample("Name a colour.", "", "red")), PromptLayout.AtPlaceholders, tokenizer, 320, "a");
         var answer = alpaca.Parts.OfType<ExampleText>().Where(p => p.IsAssistant).SelectMany(p => p.Ids).ToArray();
         Assert.Equal([.. tokenizer.Encode(" red", addSpecialTokens: false), eos], answer);
         Assert.Equal(answer.Length, alpaca.Targets);
         Assert.False(alpaca.HasImage);
 
         var mmlu = new MmluQuestion("geo", "Which?", ["a", "b", "c", "d"], 2);
-        var letter = TrainingExample.Encode(PromptFormats.MmluAnswered(mmlu, [], 0), tokenizer, 320, "m");
+        var letter = TrainingExample.Encode(PromptFormats.MmluAnswered(mmlu, [], 0), PromptLayout.AtPlaceholders, tokenizer, 320, "m");
         Assert.Equal(tokenizer.Encode(" C", addSpecialTokens: false), letter.Parts.OfType<ExampleText>().Where(p => p.IsAssistant).SelectMany(p => p.Ids).ToArray());
         Assert.Equal(tokenizer.Encode(MmluPrompt.Build(mmlu, [], 0)), ((ExampleText)letter.Parts[0]).Ids);
 
@@ -131,13 +212,13 @@ public sealed class TrainingDataTests : IDisposable
     {
         var tokenizer = Tokenizer.FromFolder(_fixtures.Model);
         var inAnswer = new FormattedPrompt("Q <image> A", ["x.png"], [1..11]);
-        Assert.Contains("answer holds an image placeholder", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(inAnswer, tokenizer, 320, "rec 3")).Message);
+        Assert.Contains("answer holds an image placeholder", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(inAnswer, PromptLayout.AtPlaceholders, tokenizer, 320, "rec 3")).Message);
         var wrongCount = new FormattedPrompt("Q <image> A", [], [9..11]);
-        Assert.StartsWith("rec 4:", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(wrongCount, tokenizer, 320, "rec 4")).Message);
+        Assert.StartsWith("rec 4:", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(wrongCount, PromptLayout.AtPlaceholders, tokenizer, 320, "rec 4")).Message);
         var outside = new FormattedPrompt("Q A", [], [1..3]);
-        Assert.Contains("outside the base's vocabulary of 40", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(outside, tokenizer, 40, "rec 5")).Message);
+        Assert.Contains("outside the base's vocabulary of 40", Assert.Throws<ArgumentException>(() => TrainingExample.Encode(outside, PromptLayout.AtPlaceholders, tokenizer, 40, "rec 5")).Message);
         var missing = new DataSourceSpec("shapes", _fixtures.Sub("nowhere"), null, 1);
-        Assert.Contains("nowhere", Assert.Throws<FileNotFoundException>(() => TrainingData.Load(missing, tokenizer, 320)).Message);
+        Assert.Contains("nowhere", Assert.Throws<FileNotFoundException>(() => TrainingData.Load(missing, PromptLayout.AtPlaceholders, tokenizer, 320)).Message);
     }
 
     [Fact]
