@@ -12,7 +12,7 @@ namespace Graft.Training;
 /// <summary>The sizes and schedules of <see cref="DemoAssets.Build"/>; the defaults make the committed assets.</summary>
 public sealed record DemoAssetsOptions
 {
-    public DemoWorldParameters World { get; init; } = new();
+    public DemoWorldParameters World { get; init; } = new() { Shapes = new ShapesWorldOptions { MaxShapes = 1 } };
 
     /// <summary>Training documents the tokenizer is learned from, and its vocabulary (an upper bound: merges stop when pairs run out).</summary>
     public int TokenizerDocuments { get; init; } = 4000;
@@ -25,8 +25,8 @@ public sealed record DemoAssetsOptions
     public int KeyValueHeads { get; init; } = 2;
     public int IntermediateSize { get; init; } = 384;
     public int ContextLength { get; init; } = 256;
-    public int BaseBatchSize { get; init; } = 4;
-    public PretrainingSchedule BaseSchedule { get; init; } = new() { Steps = 1000, LearningRate = 4e-3f, MinLearningRate = 4e-4f, WarmupSteps = 50, WeightDecay = 0.1f, ReportEvery = 25 };
+    public int BaseBatchSize { get; init; } = 8;
+    public PretrainingSchedule BaseSchedule { get; init; } = new() { Steps = 2000, LearningRate = 2e-3f, MinLearningRate = 2e-4f, WarmupSteps = 50, WeightDecay = 0.1f, ReportEvery = 25 };
 
     /// <summary>The vision tower: a CLIP ViT over the shapes world's images.</summary>
     public int VisionWidth { get; init; } = 64;
@@ -34,7 +34,7 @@ public sealed record DemoAssetsOptions
     public int VisionHeads { get; init; } = 4;
     public int PatchSize { get; init; } = 8;
     public int VisionBatchSize { get; init; } = 32;
-    public PretrainingSchedule VisionSchedule { get; init; } = new() { Steps = 2000, LearningRate = 3e-3f, MinLearningRate = 3e-4f, WarmupSteps = 50, WeightDecay = 0.05f, ReportEvery = 50 };
+    public PretrainingSchedule VisionSchedule { get; init; } = new() { Steps = 1000, LearningRate = 3e-3f, MinLearningRate = 3e-4f, WarmupSteps = 50, WeightDecay = 0.05f, ReportEvery = 50 };
     public int EvaluationScenes { get; init; } = 500;
 
     /// <summary>

@@ -142,7 +142,7 @@ public sealed class DemoTextWorld
     /// <summary>The kinds of training document and how often each is drawn (weights out of 100).</summary>
     public static readonly IReadOnlyList<(string Kind, int Weight)> DocumentMix =
     [
-        ("statements", 20), ("free-questions", 15), ("mmlu", 30), ("choice-chain", 10), ("arithmetic", 10), ("shapes", 15),
+        ("statements", 10), ("free-questions", 10), ("mmlu", 15), ("choice-chain", 10), ("arithmetic", 5), ("shapes", 50),
     ];
 
     /// <summary>One training document, drawn from <see cref="DocumentMix"/>.</summary>
@@ -272,23 +272,29 @@ public sealed class DemoTextWorld
         return text.ToString();
     }
 
-    /// <summary>Scenes in words: a description with its questions in the free-answer or the choice layout.</summary>
+    /// <summary>
+    /// A scene in words with every question it answers, in shuffled order, as the free-answer harness lays out a shapes
+    /// conversation (the description where the image stands, later questions on the same scene with their answers as
+    /// history); or, less often, one scene's choice question.
+    /// </summary>
     private string ShapesText(SeededRandom random)
     {
         var text = new StringBuilder();
-        int questions = random.Between(1, 3);
-        for (int i = 0; i < questions; i++)
+        if (random.Chance(0.2))
         {
-            if (random.Chance(0.6))
-            {
-                var (question, answer) = ShapesQuestion(random);
-                text.Append("Question: ").Append(question).Append("\nAnswer: ").Append(answer).Append("\n\n");
-            }
-            else
-            {
-                var (question, choices, correct) = ShapesChoice(random);
-                AppendChoice(text, question, choices, correct);
-            }
+            var (question, choices, correct) = ShapesChoice(random);
+            AppendChoice(text, question, choices, correct);
+            return text.ToString();
+        }
+        var scene = ShapesWorld.NewScene(random, Parameters.Shapes);
+        var kinds = ShapesWorld.AnswerableKinds(scene);
+        random.Shuffle(kinds);
+        for (int i = 0; i < kinds.Count; i++)
+        {
+            var question = ShapesWorld.Ask(scene, kinds[i], random);
+            text.Append("Question: ");
+            if (i == 0) text.Append(ShapesWorld.Describe(scene)).Append('\n');
+            text.Append(question.Text).Append("\nAnswer: ").Append(question.Answer).Append("\n\n");
         }
         return text.ToString();
     }

@@ -75,8 +75,8 @@ public sealed class DemoAssetsTests
         {
             world.WriteTestSets(new DataOutput(regenerated, force: true, []));
             string committed = Path.Combine(Folder, Manifest().GetProperty("text_tests").GetString()!);
-            var files = Directory.GetFiles(committed, "*.csv", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(committed, f)).Order().ToList();
-            Assert.Equal(files, Directory.GetFiles(regenerated, "*.csv", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(regenerated, f)).Order().ToList());
+            var files = Directory.GetFiles(committed, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(committed, f)).Order().ToList();
+            Assert.Equal(files, Directory.GetFiles(regenerated, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(regenerated, f)).Order().ToList());
             foreach (var file in files) Assert.Equal(File.ReadAllText(Path.Combine(committed, file)), File.ReadAllText(Path.Combine(regenerated, file)));
         }
         finally

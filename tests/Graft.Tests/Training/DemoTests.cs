@@ -48,21 +48,29 @@ public class DemoTests
         Assert.Contains("assets.json is missing", error);
     }
 
-    /// <summary>The demo as a user runs it: every design, default sizes. Checks the claims the table makes, not its numbers.</summary>
+    /// <summary>
+    /// The demo as a user runs it: every design, default sizes. Checks what Graft promises (every plug-in's base-route text
+    /// score is the base's, question for question; every design is trained and scored on every held-out image question),
+    /// not the accuracies, which the README reports as measured.
+    /// </summary>
     [Fact, Trait("Category", "Slow")]
-    public void The_full_demo_keeps_text_exactly_and_every_plugin_sees_better_than_blind()
+    public void The_full_demo_trains_and_scores_every_design_and_keeps_text_exactly()
     {
         using var folder = new TempFolder();
         var (_, result, _) = RunDemo(folder.Path);
         var rows = result.GetProperty("rows").EnumerateArray().ToList();
-        var blind = result.GetProperty("blind_image_baseline").GetProperty("accuracy").GetDouble();
+        Assert.Equal(["base", "bridge", "bridge-full", "mma", "inner-adaptor", "wings", "visual-experts"], rows.Select(r => r.GetProperty("name").GetString()));
         string baseText = rows[0].GetProperty("text_base_route").GetRawText();
-        Assert.Equal(7, rows.Count);
+        int imageQuestions = result.GetProperty("blind_image_baseline").GetProperty("total").GetInt32();
+        Assert.True(imageQuestions > 0);
         foreach (var row in rows.Skip(1))
         {
             string name = row.GetProperty("name").GetString()!;
             if (name != "bridge-full") Assert.Equal(baseText, row.GetProperty("text_base_route").GetRawText());
-            Assert.True(row.GetProperty("image").GetProperty("accuracy").GetDouble() > blind, $"{name} does not beat the blind baseline {blind}");
+            Assert.Equal(imageQuestions, row.GetProperty("image").GetProperty("total").GetInt32());
+            Assert.True(row.GetProperty("steps").GetInt32() > 0, name);
         }
+        foreach (var name in new[] { "mma", "wings" })
+            Assert.Equal(JsonValueKind.Object, rows.Single(r => r.GetProperty("name").GetString() == name).GetProperty("text_plugin_route").ValueKind);
     }
 }
