@@ -19,7 +19,7 @@ public class DemoTests
     public void A_short_demo_trains_and_scores_a_design_and_keeps_the_base_text_accuracy()
     {
         using var folder = new TempFolder();
-        var (_, result, _) = RunDemo(folder.Path, "--designs", "inner-adaptor", "--examples", "16", "--train-scenes", "16", "--test-scenes", "8");
+        var (_, result, _) = RunDemo(folder.Path, "--designs", "inner-adaptor", "--examples", "16", "--train-scenes", "16", "--test-scenes", "40");
 
         var rows = result.GetProperty("rows").EnumerateArray().ToList();
         Assert.Equal(["base", "inner-adaptor"], rows.Select(r => r.GetProperty("name").GetString()));
