@@ -20,7 +20,7 @@ internal sealed record DemoSettings
     /// Training examples per design: each design takes as many optimiser steps as its preset's examples per step (batch
     /// times accumulation, the largest of its stages) allow, shared out over its stages, so every design sees as much data.
     /// </summary>
-    public int Examples { get; init; } = 800;
+    public int Examples { get; init; } = 2000;
 
     public int TrainScenes { get; init; } = 1000;
     public int TestScenes { get; init; } = 150;
