@@ -44,7 +44,7 @@ internal sealed record DemoResult(DemoRow Base, IReadOnlyList<DemoRow> Plugins, 
 /// <summary>
 /// `graft demo`: the whole story on generated data. The committed demo assets hold a small base LLM that knows the
 /// demo's text world and a small CLIP tower that knows the shapes world; the demo generates shapes scenes with
-/// questions, trains every design by its preset recipe for the same step budget, evaluates each on held-out image
+/// questions, trains every design by its preset recipe on the same number of examples, evaluates each on held-out image
 /// questions, the base's text test sets (through the base route and, for MMA and WINGS, through the plug-in as their
 /// authors route text) and the interleaved benchmark, then prints the table and writes the forgetting report.
 /// </summary>
