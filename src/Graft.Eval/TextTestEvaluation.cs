@@ -15,9 +15,6 @@ public static class TextTestEvaluation
     /// <summary>Zero-shot, the interleaved benchmark's layout (five shots do not fit the demo base's context of 256 tokens).</summary>
     public static readonly IReadOnlyList<int> DefaultShots = [0];
 
-    public const string LetterMethod = "letter";
-    public const string FreeMethod = "free";
-
     /// <summary>Free sets (by name), then choice sets (by name, at each shot count).</summary>
     public static List<TextTestScore> Score(string modelFolder, string testsFolder, IReadOnlyList<int>? shots = null, CancellationToken cancellationToken = default)
     {
@@ -30,14 +27,14 @@ public static class TextTestEvaluation
         {
             cancellationToken.ThrowIfCancellationRequested();
             var result = Benchmarks.FreeAnswers(new BenchSpec(BenchKind.Llava, file), file, free, scorer, new EvalOptions { MaxNewTokens = 16 }, null);
-            scores.Add(new TextTestScore(Path.GetFileNameWithoutExtension(file), FreeMethod, 0, result.Overall.Correct, result.Overall.Total));
+            scores.Add(new TextTestScore(Path.GetFileNameWithoutExtension(file), TextTestScore.FreeMethod, 0, result.Overall.Correct, result.Overall.Total));
         }
         foreach (var set in Directory.Exists(choice) ? Directory.GetDirectories(choice).Order(StringComparer.Ordinal).ToArray() : [])
             foreach (int count in shots ?? DefaultShots)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var result = Benchmarks.Mmlu(new BenchSpec(BenchKind.Mmlu, set), scorer, new EvalOptions { Shots = count }, null);
-                scores.Add(new TextTestScore(Path.GetFileName(set), LetterMethod, count, result.Overall.Correct, result.Overall.Total));
+                scores.Add(new TextTestScore(Path.GetFileName(set), TextTestScore.LetterMethod, count, result.Overall.Correct, result.Overall.Total));
             }
         return scores;
     }

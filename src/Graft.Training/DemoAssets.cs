@@ -50,6 +50,9 @@ public delegate IReadOnlyList<TextTestScore> TextEvaluator(string baseFolder, st
 /// <summary>Correct answers of one text test set: by free answer ("free", shots 0), or by answer letter ("letter") at a number of few-shot examples.</summary>
 public sealed record TextTestScore(string Set, string Method, int Shots, int Correct, int Total)
 {
+    public const string LetterMethod = "letter";
+    public const string FreeMethod = "free";
+
     public double Accuracy => Total > 0 ? (double)Correct / Total : double.NaN;
 }
 
@@ -139,7 +142,7 @@ public static class DemoAssets
             scores = evaluate(baseFolder, output.PathOf(TextTestsFolderName), cancellationToken);
             times["evaluation"] = Lap(clock);
             foreach (var score in scores)
-                progress?.Report(new("evaluation", $"{score.Set} ({(score.Method == "free" ? "free answers" : $"letters, {score.Shots}-shot")}): {score.Accuracy:P1} ({score.Correct}/{score.Total})"));
+                progress?.Report(new("evaluation", $"{score.Set} ({(score.Method == TextTestScore.FreeMethod ? "free answers" : $"letters, {score.Shots}-shot")}): {score.Accuracy:P1} ({score.Correct}/{score.Total})"));
         }
 
         var report = new DemoAssetsReport(seed, world.Parameters, tokenizer.VocabSize, baseParameters, visionParameters, baseTraining, visionTraining, scores, times, total.Elapsed);

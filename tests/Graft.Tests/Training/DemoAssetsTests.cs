@@ -98,6 +98,6 @@ public sealed class DemoAssetsTests
             .OrderBy(s => s.Method, StringComparer.Ordinal).ThenBy(s => s.Set, StringComparer.Ordinal).ToList();
         Assert.Equal(recorded, measured);
         // The point of the assets: the base knows its text world (free answers), which every plug-in must then keep.
-        Assert.All(recorded.Where(s => s.Method == TextTestEvaluation.FreeMethod), s => Assert.True(s.Correct >= 0.9 * s.Total, $"{s.Set}: {s.Correct}/{s.Total}"));
+        Assert.All(recorded.Where(s => s.Method == TextTestScore.FreeMethod), s => Assert.True(s.Correct >= 0.9 * s.Total, $"{s.Set}: {s.Correct}/{s.Total}"));
     }
 }
