@@ -36,9 +36,15 @@ public static class ServeCommand
         var maxTokens = new Option<int>("--default-max-tokens") { Description = "Completion tokens when a request sets no limit", DefaultValueFactory = _ => defaults.DefaultMaxTokens };
         var imageBytes = new Option<long>("--max-image-bytes") { Description = "Largest encoded image", DefaultValueFactory = _ => defaults.ImageLimits.MaxFileBytes };
         var imagePixels = new Option<long>("--max-image-pixels") { Description = "Largest image, width x height", DefaultValueFactory = _ => defaults.ImageLimits.MaxPixels };
+        var maxImages = new Option<int>("--max-images") { Description = "Images one request may carry", DefaultValueFactory = _ => defaults.MaxImagesPerRequest };
+        var requestPixels = new Option<long>("--max-request-image-pixels") { Description = "Pixels of all of one request's images together", DefaultValueFactory = _ => defaults.MaxRequestImagePixels };
+        var requestImageBytes = new Option<long>("--max-request-image-bytes") { Description = "Encoded bytes of all of one request's images together", DefaultValueFactory = _ => defaults.MaxRequestImageBytes };
+        var imageWorkers = new Option<int>("--image-workers") { Description = "Requests whose images are decoded and encoded at the same time", DefaultValueFactory = _ => defaults.ImageWorkers };
+        var minBodyRate = new Option<double>("--min-body-rate") { Description = "Bytes per second a request body must arrive at after 5 s (slower: 408); 0 = off", DefaultValueFactory = _ => defaults.MinRequestBodyBytesPerSecond };
         var grace = new Option<double>("--shutdown-grace") { Description = "Seconds running requests may go on after Ctrl-C", DefaultValueFactory = _ => defaults.ShutdownGrace.TotalSeconds };
         var command = new Command("serve", "Serve the base and its plug-ins over an OpenAI-compatible HTTP API");
-        foreach (var option in new Option[] { model, plugins, vision, host, port, name, template, allowLocalFiles, maxQueue, maxBatch, timeout, context, maxTokens, imageBytes, imagePixels, grace })
+        foreach (var option in new Option[] { model, plugins, vision, host, port, name, template, allowLocalFiles, maxQueue, maxBatch, timeout, context, maxTokens, imageBytes, imagePixels,
+                     maxImages, requestPixels, requestImageBytes, imageWorkers, minBodyRate, grace })
             command.Options.Add(option);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
@@ -65,6 +71,11 @@ public static class ServeCommand
                     DefaultMaxTokens = parseResult.GetValue(maxTokens),
                     AllowLocalFiles = parseResult.GetValue(allowLocalFiles),
                     ImageLimits = new ImageLimits { MaxFileBytes = parseResult.GetValue(imageBytes), MaxPixels = parseResult.GetValue(imagePixels) },
+                    MaxImagesPerRequest = parseResult.GetValue(maxImages),
+                    MaxRequestImagePixels = parseResult.GetValue(requestPixels),
+                    MaxRequestImageBytes = parseResult.GetValue(requestImageBytes),
+                    ImageWorkers = parseResult.GetValue(imageWorkers),
+                    MinRequestBodyBytesPerSecond = parseResult.GetValue(minBodyRate),
                     ShutdownGrace = TimeSpan.FromSeconds(graceSeconds),
                 };
                 options.Validate();

@@ -11,11 +11,15 @@ namespace Graft.Serving;
 
 /// <summary>
 /// The request engine behind the HTTP server and the in-process chat client: one base with its plug-ins (model ids BASE
-/// and BASE+NAME), and one scheduler thread that runs every request. Requests wait in a bounded queue; on each turn the
-/// scheduler admits at most one (its prefill runs alone: the prompt, with images encoded by its plug-in, into a KV cache of
-/// its own), then runs one batched decode step of every admitted sequence (<see cref="SequenceBatch.Step"/>: one pass over
-/// the weights for all of them, each with its own cache and hooks). Requests join and leave the running batch between
-/// steps (continuous batching), and a sequence decodes in the batch exactly as it would alone.
+/// and BASE+NAME), and one scheduler thread that runs every request. A request is checked and prepared before it is
+/// queued, on the caller's side: its budget (text, image count, pixels and bytes) first, then its prompt tokenized and,
+/// for one with images, the images decoded and encoded by its plug-in on a worker thread (a few requests at a time, under
+/// the request's time limit and cancellation), so a request refused for its size costs nothing and a heavy one never
+/// holds up the scheduler. Prepared requests wait in a bounded queue; on each turn the scheduler admits at most one (its
+/// prefill runs alone, into a KV cache of its own), then runs one batched decode step of every admitted sequence
+/// (<see cref="SequenceBatch.Step"/>: one pass over the weights for all of them, each with its own cache and hooks).
+/// Requests join and leave the running batch between steps (continuous batching), and a sequence decodes in the batch
+/// exactly as it would alone.
 /// </summary>
 public sealed class ChatEngine : IAsyncDisposable
 {
@@ -23,6 +27,7 @@ public sealed class ChatEngine : IAsyncDisposable
     public const char PluginSeparator = '+';
 
     private static readonly TimeSpan IdleWait = TimeSpan.FromMilliseconds(50);
+
 
     private readonly PluginHost _host;
     private readonly Tokenizer _tokenizer;
@@ -36,6 +41,8 @@ public sealed class ChatEngine : IAsyncDisposable
     private readonly LinkedList<ChatJob> _waiting = new();
     private readonly AutoResetEvent _wake = new(false);
     private readonly Thread _scheduler;
+    private readonly SemaphoreSlim _imageWork;
+    private int _preparing;
     private readonly TaskCompletionSource _schedulerDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _accepting = true;
     private volatile bool _cancelRunning;
@@ -63,6 +70,7 @@ public sealed class ChatEngine : IAsyncDisposable
         _logger = logger ?? NullLogger.Instance;
         Options = options;
         BaseName = baseName;
+        _imageWork = new SemaphoreSlim(options.ImageWorkers, options.ImageWorkers);
         _models = new Dictionary<string, (string?, PluginSession)>(StringComparer.Ordinal)
         {
             [baseName] = (null, new PluginSession(host, null, options.ContextLength)),
@@ -74,6 +82,8 @@ public sealed class ChatEngine : IAsyncDisposable
             _models[baseName + PluginSeparator + name] = (name, new PluginSession(host, name, options.ContextLength));
         }
         ContextLength = _models[baseName].Session.MaxSequenceLength;
+        int longestToken = Enumerable.Range(0, tokenizer.VocabSize).Max(id => tokenizer.IdToToken(id)?.Length ?? 1);
+        MaxTextCharacters = 2L * ContextLength * Math.Max(1, longestToken);
         ModelIds = [.. _models.Keys];
         Metrics.Load = () =>
         {
@@ -118,6 +128,13 @@ public sealed class ChatEngine : IAsyncDisposable
     /// <summary>Tokens a request holds, prompt and completion together (the option, capped at the model's limit).</summary>
     public int ContextLength { get; }
 
+    /// <summary>
+    /// The most characters of text one request may hold, all its messages together: twice what its context could hold if
+    /// every token were the vocabulary's longest (the margin covers normalizers that shorten text). Longer text cannot
+    /// fit, and is refused before it is tokenized, so tokenizing a request costs at most this much.
+    /// </summary>
+    public long MaxTextCharacters { get; }
+
     /// <summary>Requests waiting for a place in the running batch.</summary>
     public int QueueDepth
     {
@@ -126,6 +143,12 @@ public sealed class ChatEngine : IAsyncDisposable
 
     /// <summary>Requests in the running batch.</summary>
     public int Running => Volatile.Read(ref _running);
+
+    /// <summary>Requests whose images are being decoded and encoded, or waiting for a worker to do it.</summary>
+    public int Preparing => Volatile.Read(ref _preparing);
+
+    /// <summary>A new budget for one request's text and images, for a protocol that counts them while it reads the request.</summary>
+    internal RequestBudget NewBudget() => new(Options, MaxTextCharacters);
 
     /// <summary>Whether <paramref name="modelId"/> takes images (a plug-in that can encode pixels).</summary>
     public bool CanSee(string modelId) => PluginOf(modelId) is { } name && _host.Plugin(name).CanEncodePixels;
@@ -143,27 +166,66 @@ public sealed class ChatEngine : IAsyncDisposable
     /// <summary>The plug-in a model id names, null for the base; an unknown id is the client's mistake (404).</summary>
     public string? PluginOf(string modelId) =>
         modelId is not null && _models.TryGetValue(modelId, out var model) ? model.Plugin
-            : throw new ChatRequestException(404, $"the model '{modelId}' does not exist; this server has {string.Join(", ", ModelIds)}", "model", "model_not_found");
+            : throw new ChatRequestException(404, $"the model '{(modelId is null ? "" : ErrorText.Shown(modelId))}' does not exist; this server has {string.Join(", ", ModelIds)}", "model", "model_not_found");
 
     /// <summary>
-    /// Checks the request, lays out its prompt and queues it. Throws <see cref="ChatRequestException"/> for the client's
-    /// mistakes and <see cref="ServerBusyException"/> when the queue is full or the engine is stopping. Cancelling
-    /// <paramref name="cancellationToken"/> (the client went away) drops the request wherever it is.
+    /// Checks the request, prepares its prompt (images decoded and encoded off the scheduler) and queues it. Throws
+    /// <see cref="ChatRequestException"/> for the client's mistakes, <see cref="ServerBusyException"/> when the queue is
+    /// full or the engine is stopping, and <see cref="TimeoutException"/> when preparing it took the request's whole time
+    /// limit. Cancelling <paramref name="cancellationToken"/> (the client went away) drops the request wherever it is.
     /// </summary>
-    public ChatJob Submit(ChatRequest request, CancellationToken cancellationToken = default)
+    public async Task<ChatJob> SubmitAsync(ChatRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
+        long arrival = Stopwatch.GetTimestamp();
         var plugin = PluginOf(request.Model);
-        var (prompt, promptTokens) = Prompt(request, plugin);
+        var (messages, images) = Conversation(request);
         var sampling = Sampling(request);
-        if (promptTokens is int count)
-            CheckContext(count, request.MaxTokens);
-        var job = new ChatJob(request.Model, _models[request.Model].Session, prompt, sampling, request.MaxTokens, cancellationToken);
+        if (request.MaxTokens is int maxTokens && maxTokens >= ContextLength)
+            throw new ChatRequestException(400, $"this server's context length is {ContextLength} tokens, but {maxTokens} completion tokens were requested, leaving no room for the prompt",
+                "max_tokens", "context_length_exceeded");
+        CheckAccepting();
+        var session = _models[request.Model].Session;
+        int limit = request.MaxTokens ?? Options.DefaultMaxTokens;
+        PluginRequest prepared;
+        if (images.All(list => list.Count == 0))
+            prepared = Prepare(session, plugin, messages, [.. images.Select(_ => (IReadOnlyList<RgbImage>)[])], limit, request.MaxTokens);
+        else
+        {
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var left = Options.RequestTimeout - Stopwatch.GetElapsedTime(arrival);
+            deadline.CancelAfter(left < MaxTimer ? left : MaxTimer);
+            Interlocked.Increment(ref _preparing);
+            try
+            {
+                prepared = await PrepareImages(session, plugin, messages, images, limit, request.MaxTokens, deadline.Token);
+            }
+            catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+            {
+                Metrics.CountCompletion(cancellationToken.IsCancellationRequested ? "cancelled" : "timeout", 0, 0);
+                if (cancellationToken.IsCancellationRequested) throw new OperationCanceledException("the client cancelled the request", cancellationToken);
+                throw new TimeoutException($"the request took longer than the server's limit of {Options.RequestTimeout.TotalSeconds:0.###} s");
+            }
+            catch (ChatRequestException)
+            {
+                Metrics.CountCompletion("rejected", 0, 0);
+                throw;
+            }
+            catch (Exception e) when (e is not ServerBusyException)
+            {
+                _logger.LogError(e, "preparing the images of a request for {Model} failed", request.Model);
+                Metrics.CountCompletion("error", 0, 0);
+                throw;
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _preparing);
+            }
+        }
+        var job = new ChatJob(request.Model, prepared, sampling, request.MaxTokens, arrival, cancellationToken);
         lock (_lock)
         {
-            if (!_accepting) throw new ServerBusyException(503, "the server is shutting down", "server_shutting_down", null);
-            if (_waiting.Count >= Options.MaxQueue)
-                throw new ServerBusyException(429, $"the server is busy: {Options.MaxQueue} requests are already waiting; retry shortly", "queue_full", TimeSpan.FromSeconds(1));
+            CheckAcceptingLocked();
             job.Node = _waiting.AddLast(job);
         }
         job.OnCancelled(() =>
@@ -178,6 +240,23 @@ public sealed class ChatEngine : IAsyncDisposable
         });
         _wake.Set();
         return job;
+    }
+
+    /// <summary>CancellationTokenSource.CancelAfter's longest wait.</summary>
+    private static readonly TimeSpan MaxTimer = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
+    /// <summary>Refuses a request before any work is done for it when the queue is full or the engine is stopping.</summary>
+    private void CheckAccepting()
+    {
+        lock (_lock) CheckAcceptingLocked();
+    }
+
+    private void CheckAcceptingLocked()
+    {
+        if (!_accepting) throw new ServerBusyException(503, "the server is shutting down", "server_shutting_down", null);
+        // Requests whose images are being prepared count as waiting: they are on their way to the queue.
+        if (_waiting.Count + Volatile.Read(ref _preparing) >= Options.MaxQueue)
+            throw new ServerBusyException(429, $"the server is busy: {Options.MaxQueue} requests are already waiting; retry shortly", "queue_full", TimeSpan.FromSeconds(1));
     }
 
     /// <summary>
@@ -208,40 +287,103 @@ public sealed class ChatEngine : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         await StopAsync();
         _wake.Dispose();
+        _imageWork.Dispose();
         _owned?.Dispose();
     }
 
-    /// <summary>The conversation as the plug-in's prompt; the token count when it is text only (an image's is known once its plug-in prepares it).</summary>
-    private (MultimodalPrompt Prompt, int? Tokens) Prompt(ChatRequest request, string? plugin)
+    /// <summary>
+    /// The conversation's messages and images, checked: roles, images only in user messages of a model that sees, and the
+    /// request's budget (text characters, image count, pixels and bytes) before anything is tokenized or decoded.
+    /// </summary>
+    private (List<ChatMessage> Messages, List<IReadOnlyList<ChatImage>> Images) Conversation(ChatRequest request)
     {
         const string param = "messages";
         if (request.Messages is null || request.Messages.Count == 0)
             throw new ChatRequestException(400, $"'{param}' must hold at least one message", param, "missing_required_parameter");
+        var budget = NewBudget();
         var messages = new List<ChatMessage>(request.Messages.Count);
-        var images = new List<IReadOnlyList<RgbImage>>(request.Messages.Count);
+        var images = new List<IReadOnlyList<ChatImage>>(request.Messages.Count);
         for (int i = 0; i < request.Messages.Count; i++)
         {
-            var turn = request.Messages[i];
+            var turn = request.Messages[i] ?? throw ChatRequestException.Invalid($"message {i} is null", $"{param}[{i}]");
             if (turn.Role is not (ChatRole.System or ChatRole.User or ChatRole.Assistant))
-                throw ChatRequestException.Invalid($"role '{turn.Role}' is not one this server takes (system, user, assistant)", $"{param}[{i}].role");
-            if (turn.Images.Count > 0)
+                throw ChatRequestException.Invalid($"role '{ErrorText.Shown(turn.Role ?? "")}' is not one this server takes (system, user, assistant)", $"{param}[{i}].role");
+            budget.AddText(turn.Text?.Length ?? 0, $"{param}[{i}].content");
+            var turnImages = turn.Images ?? [];
+            if (turnImages.Count > 0)
             {
                 CheckCanSee(request.Model, $"{param}[{i}].content");
                 if (turn.Role != ChatRole.User)
                     throw ChatRequestException.Invalid("images are only accepted in user messages", $"{param}[{i}].content");
+                foreach (var image in turnImages) budget.AddImage(image ?? throw ChatRequestException.Invalid("an image is null", $"{param}[{i}].content"), image.Param ?? $"{param}[{i}].content");
             }
-            messages.Add(new ChatMessage(turn.Role, turn.Text));
-            images.Add(turn.Images);
+            messages.Add(new ChatMessage(turn.Role, turn.Text ?? ""));
+            images.Add(turnImages);
         }
+        foreach (var stop in request.Stop ?? []) budget.AddText(stop?.Length ?? 0, "stop");
+        return (messages, images);
+    }
+
+    /// <summary>
+    /// Decodes the images and prepares the prompt on a worker (at most <see cref="ServingOptions.ImageWorkers"/> requests at once), checking
+    /// the cheapest bound first: every image takes at least one position, so a prompt whose text and image count alone
+    /// fill the context is refused before its plug-in encodes any image.
+    /// </summary>
+    private async Task<PluginRequest> PrepareImages(PluginSession session, string? plugin, List<ChatMessage> messages, List<IReadOnlyList<ChatImage>> images,
+        int limit, int? maxTokens, CancellationToken cancellationToken)
+    {
+        await _imageWork.WaitAsync(cancellationToken);
         try
         {
-            var prompt = PluginDeployment.ChatPrompt(plugin is null ? null : _host.Plugin(plugin), _tokenizer, _template, messages, images);
-            return (prompt, prompt.HasImage ? null : prompt.Parts.Sum(p => ((TextPart)p).Ids.Length));
+            return await Task.Run(() =>
+            {
+                var decoded = new List<IReadOnlyList<RgbImage>>(images.Count);
+                foreach (var list in images)
+                {
+                    var pixels = new RgbImage[list.Count];
+                    for (int i = 0; i < pixels.Length; i++)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        pixels[i] = list[i].Decode(Options.ImageLimits, cancellationToken);
+                    }
+                    decoded.Add(pixels);
+                }
+                cancellationToken.ThrowIfCancellationRequested();
+                var prepared = Prepare(session, plugin, messages, decoded, limit, maxTokens, cancellationToken);
+                // Encoding cannot be interrupted; a request whose client left or whose time ran out meanwhile goes no further.
+                cancellationToken.ThrowIfCancellationRequested();
+                return prepared;
+            }, cancellationToken);
         }
-        catch (ArgumentException e)
+        finally
         {
-            throw ChatRequestException.Invalid($"the conversation does not fit the {_template.Name} chat template: {e.Message}", param);
+            _imageWork.Release();
         }
+    }
+
+    /// <summary>The conversation as the plug-in's prompt, checked against the context, then prepared (images encoded).</summary>
+    private PluginRequest Prepare(PluginSession session, string? plugin, List<ChatMessage> messages, List<IReadOnlyList<RgbImage>> images, int limit, int? maxTokens,
+        CancellationToken cancellationToken = default)
+    {
+        MultimodalPrompt prompt;
+        try
+        {
+            prompt = PluginDeployment.ChatPrompt(plugin is null ? null : _host.Plugin(plugin), _tokenizer, _template, messages, images);
+        }
+        catch (ArgumentException e) when (e is not ChatRequestException)
+        {
+            throw ChatRequestException.Invalid($"the conversation does not fit the {_template.Name} chat template: {e.Message}", "messages");
+        }
+        int textTokens = prompt.Parts.OfType<TextPart>().Sum(p => p.Ids.Length);
+        int imageCount = prompt.Parts.Count(p => p is not TextPart);
+        if (imageCount == 0) CheckContext(textTokens, maxTokens);
+        else if ((long)textTokens + imageCount >= ContextLength)
+            throw new ChatRequestException(400, $"the prompt has {textTokens} tokens of text and {imageCount} images of at least one position each; this server's context length is {ContextLength} tokens",
+                "messages", "context_length_exceeded");
+        cancellationToken.ThrowIfCancellationRequested();
+        var prepared = session.Request(prompt, limit);
+        CheckContext(prepared.PromptIds.Count, maxTokens);
+        return prepared;
     }
 
     /// <summary>The checkpoint's defaults (greedy unless its generation_config.json samples) with the request's choices over them.</summary>
@@ -276,8 +418,8 @@ public sealed class ChatEngine : IAsyncDisposable
         if (promptTokens >= ContextLength)
             throw new ChatRequestException(400, $"the prompt has {promptTokens} tokens; this server's context length is {ContextLength} tokens, leaving no room for a completion",
                 "messages", "context_length_exceeded");
-        if (maxTokens is int m && promptTokens + m > ContextLength)
-            throw new ChatRequestException(400, $"this server's context length is {ContextLength} tokens, but {promptTokens + m} were requested ({promptTokens} in the messages, {m} in the completion)",
+        if (maxTokens is int m && (long)promptTokens + m > ContextLength)
+            throw new ChatRequestException(400, $"this server's context length is {ContextLength} tokens, but {(long)promptTokens + m} were requested ({promptTokens} in the messages, {m} in the completion)",
                 "max_tokens", "context_length_exceeded");
     }
 
@@ -369,9 +511,8 @@ public sealed class ChatEngine : IAsyncDisposable
         try
         {
             int limit = job.MaxTokens ?? Options.DefaultMaxTokens;
-            var request = job.Session.Request(job.Prompt, limit);
+            var request = job.Request;
             int promptTokens = request.PromptIds.Count;
-            CheckContext(promptTokens, job.MaxTokens);
             var sampling = job.Sampling with { MaxTokens = Math.Min(limit, ContextLength - promptTokens) };
             var completion = new Completion(_tokenizer, _eos, sampling, request.VocabSize, request.MaxSequenceLength, request.PromptIds);
             state = request.CreateState();
@@ -383,11 +524,6 @@ public sealed class ChatEngine : IAsyncDisposable
             job.Emit(piece);
             if (completion.IsFinished) Complete(active);
             else running.Add(active);
-        }
-        catch (ChatRequestException e)
-        {
-            state?.Dispose();
-            Fail(job, e, "rejected");
         }
         catch (Exception e)
         {

@@ -8,7 +8,7 @@ namespace Graft.Serving;
 /// <summary>
 /// One request in the engine, as its caller follows it: <see cref="Started"/> once its first token is chosen (or the
 /// reason it never will be), the text <see cref="Pieces"/> as they come, and the <see cref="Result"/>. A failure
-/// (<see cref="ChatRequestException"/> found at admission, <see cref="TimeoutException"/>, <see cref="ServerBusyException"/>
+/// (<see cref="TimeoutException"/>, <see cref="ServerBusyException"/>
 /// at shutdown, <see cref="OperationCanceledException"/> when the caller cancelled, or a server error) ends all three.
 /// </summary>
 public sealed class ChatJob
@@ -17,15 +17,16 @@ public sealed class ChatJob
     private readonly TaskCompletionSource<GenerationResult> _result = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Channel<string> _pieces = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
     private readonly CancellationToken _cancellation;
-    private readonly long _arrival = Stopwatch.GetTimestamp();
+    private readonly long _arrival;
     private long _lastToken;
     private CancellationTokenRegistration _registration;
 
-    internal ChatJob(string model, PluginSession session, MultimodalPrompt prompt, SamplingOptions sampling, int? maxTokens, CancellationToken cancellation)
+    /// <param name="arrival">When the request arrived (<see cref="Stopwatch.GetTimestamp"/>): its time limit counts from there.</param>
+    internal ChatJob(string model, PluginRequest request, SamplingOptions sampling, int? maxTokens, long arrival, CancellationToken cancellation)
     {
         Model = model;
-        Session = session;
-        Prompt = prompt;
+        Request = request;
+        _arrival = arrival;
         Sampling = sampling;
         MaxTokens = maxTokens;
         _cancellation = cancellation;
@@ -50,8 +51,8 @@ public sealed class ChatJob
     public ChannelReader<string> Pieces => _pieces.Reader;
     public Task<GenerationResult> Result => _result.Task;
 
-    internal PluginSession Session { get; }
-    internal MultimodalPrompt Prompt { get; }
+    /// <summary>The prepared prompt (images already encoded), ready for its prefill.</summary>
+    internal PluginRequest Request { get; }
     internal SamplingOptions Sampling { get; }
     internal int? MaxTokens { get; }
     internal LinkedListNode<ChatJob>? Node { get; set; }

@@ -1,9 +1,7 @@
-using Graft.Models.Imaging;
-
 namespace Graft.Serving;
 
 /// <summary>One message of a conversation: its role (system, user or assistant), its text and the images it carries, in order after the text.</summary>
-public sealed record ChatTurn(string Role, string Text, IReadOnlyList<RgbImage> Images);
+public sealed record ChatTurn(string Role, string Text, IReadOnlyList<ChatImage> Images);
 
 /// <summary>
 /// A chat request as the engine takes it, whatever the protocol it came by: the model id (BASE or BASE+NAME), the

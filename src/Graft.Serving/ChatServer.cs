@@ -19,7 +19,8 @@ namespace Graft.Serving;
 /// <summary>
 /// The OpenAI-compatible HTTP server (Kestrel) over one <see cref="ChatEngine"/>: GET /v1/models, GET /v1/models/{id},
 /// POST /v1/chat/completions (JSON or server-sent events), GET /health and GET /metrics (Prometheus text). Every client
-/// mistake is a 4xx with OpenAI's error JSON; a server fault is a 500 with the same shape and its trace in the log.
+/// mistake is a 4xx with OpenAI's error JSON, HTTP-level ones (a malformed chunked body, a body sent too slowly) included,
+/// those logged once as a warning without a trace; a server fault is a 500 with the same shape and its trace in the log.
 /// </summary>
 public sealed class ChatServer : IAsyncDisposable
 {
@@ -51,11 +52,12 @@ public sealed class ChatServer : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(port);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(port, 65535);
         var address = host == "localhost" ? IPAddress.Loopback
-            : IPAddress.TryParse(host, out var parsed) ? parsed : throw new ArgumentException($"--host '{host}' is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1) or localhost");
+            : IPAddress.TryParse(host, out var parsed) ? parsed : throw new ArgumentException($"--host '{ErrorText.Shown(host)}' is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1) or localhost");
+        CheckCanListen(address, port, host);
         loggerFactory ??= NullLoggerFactory.Instance;
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "graft" });
         builder.Logging.ClearProviders();
-        builder.Services.AddSingleton(loggerFactory);
+        builder.Services.AddSingleton<ILoggerFactory>(new OneLineLogs(loggerFactory));
         // The command decides when to stop (Ctrl-C through its own cancellation), so the host does not listen for it too.
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = engine.Options.ShutdownGrace + TimeSpan.FromSeconds(5));
@@ -63,6 +65,8 @@ public sealed class ChatServer : IAsyncDisposable
         {
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = engine.Options.MaxRequestBytes;
+            kestrel.Limits.MinRequestBodyDataRate = engine.Options.MinRequestBodyBytesPerSecond > 0
+                ? new Microsoft.AspNetCore.Server.Kestrel.Core.MinDataRate(engine.Options.MinRequestBodyBytesPerSecond, engine.Options.MinRequestBodyGrace) : null;
             kestrel.Listen(address, port);
         });
         var app = builder.Build();
@@ -73,12 +77,46 @@ public sealed class ChatServer : IAsyncDisposable
         app.Map("/v1/models/{id}", server.Model);
         app.Map("/health", server.Health);
         app.Map("/metrics", server.Metrics);
-        app.MapFallback(context => WriteError(context, 404, $"no endpoint at {context.Request.Method} {context.Request.Path}; this server has /v1/models, /v1/chat/completions, /health and /metrics",
+        app.MapFallback(context => WriteError(context, 404, $"no endpoint at {ErrorText.Shown(context.Request.Method)} {ErrorText.Shown(context.Request.Path.ToString())}; this server has /v1/models, /v1/chat/completions, /health and /metrics",
             ChatRequestException.InvalidRequest, null, "unknown_url"));
-        await app.StartAsync(cancellationToken);
+        try
+        {
+            await app.StartAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or InvalidOperationException && !cancellationToken.IsCancellationRequested)
+        {
+            // The port was taken between the check and the bind.
+            await app.DisposeAsync();
+            throw new IOException($"cannot listen on {host}:{port}: {e.Message}", e);
+        }
         var bound = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.First();
         server.Address = new Uri(bound.Replace("[::]", "[::1]").Replace("0.0.0.0", "127.0.0.1"));
         return server;
+    }
+
+    /// <summary>
+    /// Binds a socket where the server will listen and lets it go, so that a port in use, an address that is not this
+    /// machine's or a privileged port is one clear error before anything starts (Kestrel's own failure is a long trace).
+    /// </summary>
+    private static void CheckCanListen(IPAddress address, int port, string host)
+    {
+        using var socket = new System.Net.Sockets.Socket(address.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        // As Kestrel binds on Unix: connections of an earlier server still closing do not hold the port.
+        if (!OperatingSystem.IsWindows()) socket.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.ReuseAddress, true);
+        try
+        {
+            socket.Bind(new IPEndPoint(address, port));
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            throw new IOException(e.SocketErrorCode switch
+            {
+                System.Net.Sockets.SocketError.AddressAlreadyInUse => $"cannot listen on {host}:{port}: the port is in use; choose another --port (or --port 0 for any free one)",
+                System.Net.Sockets.SocketError.AddressNotAvailable => $"cannot listen on {host}: it is not an address of this machine (use 127.0.0.1, 0.0.0.0, ::1 or one of its network interfaces' addresses)",
+                System.Net.Sockets.SocketError.AccessDenied => $"cannot listen on {host}:{port}: permission denied (ports below 1024 need privileges)",
+                _ => $"cannot listen on {host}:{port}: {e.Message}",
+            }, e);
+        }
     }
 
     /// <summary>
@@ -112,6 +150,13 @@ public sealed class ChatServer : IAsyncDisposable
             // The client closed the request (nginx's 499): nothing is sent.
             if (!context.Response.HasStarted) context.Response.StatusCode = 499;
         }
+        catch (BadHttpRequestException e)
+        {
+            // Kestrel's own refusal of what the client sent (framing, size, a body too slow), wherever it surfaced.
+            var (status, message, type, code) = HttpFailure(e);
+            _logger.LogWarning("{Method} {Path}: {Status}, {Message}", context.Request.Method, ErrorText.Shown(context.Request.Path.ToString()), status, message);
+            if (!context.Response.HasStarted) await WriteError(context, status, message, type, null, code);
+        }
         catch (Exception e)
         {
             _logger.LogError(e, "{Method} {Path} failed", context.Request.Method, context.Request.Path);
@@ -133,8 +178,8 @@ public sealed class ChatServer : IAsyncDisposable
         try
         {
             var body = await ReadBody(context);
-            request = OpenAiProtocol.ParseChatRequest(body, _engine.Options, _engine.CheckCanSee);
-            job = _engine.Submit(request.Request, context.RequestAborted);
+            request = OpenAiProtocol.ParseChatRequest(body, _engine.NewBudget(), _engine.CheckCanSee);
+            job = await _engine.SubmitAsync(request.Request, context.RequestAborted);
             await job.Started;
         }
         catch (Exception e) when (!context.RequestAborted.IsCancellationRequested)
@@ -229,6 +274,7 @@ public sealed class ChatServer : IAsyncDisposable
             foreach (var id in _engine.ModelIds) json.WriteStringValue(id);
             json.WriteEndArray();
             json.WriteNumber("queue_depth", _engine.QueueDepth);
+            json.WriteNumber("preparing", _engine.Preparing);
             json.WriteNumber("running", _engine.Running);
             json.WriteEndObject();
         });
@@ -240,19 +286,53 @@ public sealed class ChatServer : IAsyncDisposable
         await context.Response.WriteAsync(_engine.Metrics.Render(), Encoding.UTF8);
     }
 
-    private static async Task<byte[]> ReadBody(HttpContext context)
+    /// <summary>
+    /// The whole body, held once: read in pieces as it arrives (a client that announces a large body and sends nothing
+    /// holds no memory), then joined into one array of its exact size. Kestrel's refusals (a body over the size limit, a
+    /// malformed chunked body, one that arrives too slowly) are the client's mistakes: logged once, without a trace.
+    /// </summary>
+    private async Task<ReadOnlyMemory<byte>> ReadBody(HttpContext context)
     {
-        using var buffer = new MemoryStream();
+        const int PieceSize = 1 << 20;
+        var pieces = new List<byte[]>();
+        long length = 0;
         try
         {
-            await context.Request.Body.CopyToAsync(buffer, context.RequestAborted);
+            var body = context.Request.Body;
+            while (true)
+            {
+                var piece = ArrayPool<byte>.Shared.Rent(PieceSize);
+                pieces.Add(piece);
+                int filled = 0, read;
+                while (filled < PieceSize && (read = await body.ReadAsync(piece.AsMemory(filled, PieceSize - filled), context.RequestAborted)) > 0) filled += read;
+                length += filled;
+                if (filled < PieceSize) break;
+            }
+            var whole = GC.AllocateUninitializedArray<byte>(checked((int)length));
+            for (int i = 0; i < pieces.Count; i++)
+                pieces[i].AsSpan(0, (int)Math.Min(PieceSize, length - (long)i * PieceSize)).CopyTo(whole.AsSpan(i * PieceSize));
+            return whole;
         }
-        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        catch (BadHttpRequestException e) when (!context.RequestAborted.IsCancellationRequested)
         {
-            throw new ChatRequestException(413, $"the request body is larger than this server's limit of {context.Features.Get<IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize} bytes", null, "request_too_large");
+            var (status, message, type, code) = HttpFailure(e);
+            _logger.LogWarning("{Method} {Path}: {Status}, {Message}", context.Request.Method, context.Request.Path, status, message);
+            throw new ChatRequestException(status, message, null, code, type);
         }
-        return buffer.ToArray();
+        finally
+        {
+            foreach (var piece in pieces) ArrayPool<byte>.Shared.Return(piece);
+        }
     }
+
+    /// <summary>Kestrel's refusal of a request as the status and OpenAI error the client gets.</summary>
+    private static (int Status, string Message, string Type, string Code) HttpFailure(BadHttpRequestException e) => e.StatusCode switch
+    {
+        StatusCodes.Status413PayloadTooLarge => (413, $"the request body is larger than this server's limit ({e.Message})", ChatRequestException.InvalidRequest, "request_too_large"),
+        StatusCodes.Status408RequestTimeout => (408, $"the request body arrived too slowly ({e.Message})", "timeout_error", "request_timeout"),
+        >= 400 and < 500 => (e.StatusCode, $"the request is malformed at the HTTP level: {e.Message}", ChatRequestException.InvalidRequest, "invalid_http_request"),
+        _ => (400, $"the request is malformed at the HTTP level: {e.Message}", ChatRequestException.InvalidRequest, "invalid_http_request"),
+    };
 
     /// <summary>Writes the error for a failure before the response began (the client's mistake, a full queue, a timeout, or a server fault).</summary>
     private async Task WriteFailure(HttpContext context, Exception e)
@@ -303,6 +383,36 @@ public sealed class ChatServer : IAsyncDisposable
         using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
             write(json);
         return buffer.WrittenMemory;
+    }
+
+    /// <summary>
+    /// The framework's (Kestrel's, the host's) logging through the caller's logger factory, one line per message: an
+    /// exception attached to one is reduced to its type and message. Its trace is inside the framework and tells an
+    /// operator nothing; the server's own faults are logged with theirs by the server's logger, which is not wrapped.
+    /// </summary>
+    private sealed class OneLineLogs(ILoggerFactory inner) : ILoggerFactory
+    {
+        public ILogger CreateLogger(string categoryName) => new Logger(inner.CreateLogger(categoryName));
+
+        public void AddProvider(ILoggerProvider provider) => inner.AddProvider(provider);
+
+        /// <summary>The factory is the caller's; it outlives the server.</summary>
+        public void Dispose()
+        {
+        }
+
+        private sealed class Logger(ILogger inner) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => inner.BeginScope(state);
+
+            public bool IsEnabled(LogLevel logLevel) => inner.IsEnabled(logLevel);
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                if (exception is null) inner.Log(logLevel, eventId, state, null, formatter);
+                else inner.Log(logLevel, eventId, state, null, (s, _) => $"{formatter(s, exception)} ({exception.GetType().Name}: {exception.Message})");
+            }
+        }
     }
 
     /// <summary>A host lifetime that leaves Ctrl-C to the command, which stops the server gracefully itself.</summary>

@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using Graft.Models.Generation;
-using Graft.Models.Imaging;
 using Microsoft.Extensions.AI;
 using AiChatMessage = Microsoft.Extensions.AI.ChatMessage;
 using AiChatRole = Microsoft.Extensions.AI.ChatRole;
@@ -21,7 +20,7 @@ public sealed class GraftChatClient(ChatEngine engine, string? defaultModelId = 
 
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<AiChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var job = _engine.Submit(Request(messages, options), cancellationToken);
+        var job = await _engine.SubmitAsync(Request(messages, options), cancellationToken);
         var result = await job.Result.WaitAsync(cancellationToken);
         return new ChatResponse(new AiChatMessage(AiChatRole.Assistant, result.Text))
         {
@@ -38,7 +37,7 @@ public sealed class GraftChatClient(ChatEngine engine, string? defaultModelId = 
     {
         // A caller that stops reading before the end cancels the request, as a client that disconnects does.
         using var abandoned = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var job = _engine.Submit(Request(messages, options), abandoned.Token);
+        var job = await _engine.SubmitAsync(Request(messages, options), abandoned.Token);
         try
         {
             await foreach (var piece in job.Pieces.ReadAllAsync(cancellationToken))
@@ -72,6 +71,7 @@ public sealed class GraftChatClient(ChatEngine engine, string? defaultModelId = 
         ArgumentNullException.ThrowIfNull(messages);
         string model = options?.ModelId ?? _defaultModelId;
         var turns = new List<ChatTurn>();
+        var budget = _engine.NewBudget();
         int index = 0;
         foreach (var message in messages)
         {
@@ -81,7 +81,7 @@ public sealed class GraftChatClient(ChatEngine engine, string? defaultModelId = 
                 : message.Role == AiChatRole.Assistant ? Models.Chat.ChatRole.Assistant
                 : throw ChatRequestException.Invalid($"role '{message.Role}' is not one this client takes (system, user, assistant)", $"{at}.Role");
             var text = new System.Text.StringBuilder();
-            var images = new List<RgbImage>();
+            var images = new List<ChatImage>();
             int part = 0;
             foreach (var content in message.Contents)
             {
@@ -94,11 +94,11 @@ public sealed class GraftChatClient(ChatEngine engine, string? defaultModelId = 
                         break;
                     case DataContent data when data.HasTopLevelMediaType("image"):
                         _engine.CheckCanSee(model, partAt);
-                        images.Add(ImageInput.FromBytes(data.Data.Span, partAt, _engine.Options));
+                        images.Add(ImageInput.FromBytes(data.Data, partAt, budget));
                         break;
                     case UriContent uri when uri.HasTopLevelMediaType("image"):
                         _engine.CheckCanSee(model, partAt);
-                        images.Add(ImageInput.FromUrl(uri.Uri.OriginalString, partAt, _engine.Options));
+                        images.Add(ImageInput.FromUrl(uri.Uri.OriginalString, partAt, budget));
                         break;
                     case UsageContent:
                         break;

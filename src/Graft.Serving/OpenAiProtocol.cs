@@ -18,14 +18,17 @@ internal static class OpenAiProtocol
     /// <summary>Parameters that change what OpenAI would return and that this server does not implement: refused, not ignored.</summary>
     private static readonly string[] Unsupported = ["tools", "tool_choice", "functions", "function_call", "audio", "prediction", "web_search_options"];
 
+    /// <param name="body">The request body as received; JSON strings are read from it without copying the whole.</param>
+    /// <param name="budget">What the request may cost: text and images are counted against it while they are read.</param>
     /// <param name="checkCanSee">Throws, for a model id and the parameter of an image, when that model takes no images
-    /// (so a client hears why before any image is decoded; an unknown model is a 404 there too).</param>
-    public static OpenAiChatRequest ParseChatRequest(ReadOnlySpan<byte> body, ServingOptions options, Action<string, string> checkCanSee)
+    /// (so a client hears why before any image is read; an unknown model is a 404 there too).</param>
+    public static OpenAiChatRequest ParseChatRequest(ReadOnlyMemory<byte> body, RequestBudget budget, Action<string, string> checkCanSee)
     {
+        CheckUtf8(body.Span);
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(body.ToArray(), new JsonDocumentOptions { MaxDepth = 64 });
+            document = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 64 });
         }
         catch (JsonException e)
         {
@@ -58,18 +61,32 @@ internal static class OpenAiProtocol
             float? temperature = Number(root, "temperature", 0, 2, "between 0 and 2");
             float? topP = Number(root, "top_p", 0, 1, "in (0, 1]", exclusiveMinimum: true);
             int? topK = Int(root, "top_k", 0, int.MaxValue, ">= 0 (0 = off)");
+            int? seed = Seed(root);
+            var stop = Stop(root, budget);
             return new OpenAiChatRequest(new ChatRequest
             {
                 Model = model,
-                Messages = Messages(messagesElement, options, param => checkCanSee(model, param)),
+                Messages = Messages(messagesElement, budget, param => checkCanSee(model, param)),
                 MaxTokens = maxCompletionTokens ?? maxTokens,
                 Temperature = temperature,
                 TopP = topP,
                 TopK = topK,
-                Seed = Seed(root),
-                Stop = Stop(root),
+                Seed = seed,
+                Stop = stop,
             }, stream, includeUsage);
         }
+    }
+
+    /// <summary>
+    /// The body must be UTF-8 (RFC 8259): checked once, over the whole body, before it is parsed, so no string read later
+    /// can hold an invalid or overlong sequence.
+    /// </summary>
+    private static void CheckUtf8(ReadOnlySpan<byte> body)
+    {
+        if (System.Text.Unicode.Utf8.IsValid(body)) return;
+        int offset = 0;
+        while (System.Text.Rune.DecodeFromUtf8(body[offset..], out _, out int consumed) == System.Buffers.OperationStatus.Done) offset += consumed;
+        throw ChatRequestException.Invalid($"the request body is not valid UTF-8: the bytes at offset {offset} are not a UTF-8 character (JSON must be UTF-8)", null, "invalid_json");
     }
 
     private static void CheckUnsupported(JsonElement root)
@@ -77,7 +94,7 @@ internal static class OpenAiProtocol
         foreach (var name in Unsupported)
             if (Present(root, name, out _)) throw Unsupport(name, $"'{name}' is not supported by this server");
         if (Present(root, "n", out var n) && !(n.ValueKind == JsonValueKind.Number && n.TryGetInt32(out int count) && count == 1))
-            throw n.ValueKind == JsonValueKind.Number ? Unsupport("n", $"'n' must be 1: this server returns one choice, not {n}") : WrongType("n", "an integer", n);
+            throw n.ValueKind == JsonValueKind.Number ? Unsupport("n", $"'n' must be 1: this server returns one choice, not {ErrorText.Shown(n.GetRawText())}") : WrongType("n", "an integer", n);
         foreach (var name in new[] { "presence_penalty", "frequency_penalty" })
         {
             var value = Number(root, name, -2, 2, "between -2 and 2");
@@ -92,11 +109,11 @@ internal static class OpenAiProtocol
         if (Present(root, "logit_bias", out var bias) && !(bias.ValueKind == JsonValueKind.Object && !bias.EnumerateObject().Any()))
             throw Unsupport("logit_bias", "'logit_bias' is not supported by this server");
         if (Present(root, "response_format", out var format)
-            && !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "text"))
+            && !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.ValueEquals("text")))
             throw Unsupport("response_format", "only 'response_format' {\"type\": \"text\"} is supported by this server");
     }
 
-    private static IReadOnlyList<ChatTurn> Messages(JsonElement messages, ServingOptions options, Action<string> checkCanSee)
+    private static IReadOnlyList<ChatTurn> Messages(JsonElement messages, RequestBudget budget, Action<string> checkCanSee)
     {
         var turns = new List<ChatTurn>();
         int index = 0;
@@ -110,18 +127,18 @@ internal static class OpenAiProtocol
                 "system" or "developer" => ChatRole.System,
                 "user" => ChatRole.User,
                 "assistant" => ChatRole.Assistant,
-                _ => throw ChatRequestException.Invalid($"role '{roleName}' is not supported by this server (system, developer, user, assistant)", $"{at}.role"),
+                _ => throw ChatRequestException.Invalid($"role '{ErrorText.Shown(roleName)}' is not supported by this server (system, developer, user, assistant)", $"{at}.role"),
             };
             if (!message.TryGetProperty("content", out var content) || content.ValueKind == JsonValueKind.Null)
                 throw new ChatRequestException(400, $"'{at}.content' is required", $"{at}.content", "missing_required_parameter");
             if (content.ValueKind == JsonValueKind.String)
             {
-                turns.Add(new ChatTurn(role, content.GetString()!, []));
+                turns.Add(new ChatTurn(role, MessageText(content, $"{at}.content", budget), []));
                 continue;
             }
             if (content.ValueKind != JsonValueKind.Array) throw WrongType($"{at}.content", "a string or an array of content parts", content);
             var text = new System.Text.StringBuilder();
-            var images = new List<RgbImage>();
+            var images = new List<ChatImage>();
             int partIndex = 0;
             foreach (var part in content.EnumerateArray())
             {
@@ -132,7 +149,10 @@ internal static class OpenAiProtocol
                 {
                     case "text":
                         if (text.Length > 0) text.Append('\n');
-                        text.Append(RequiredString(part, "text", $"{partAt}.text"));
+                        if (!part.TryGetProperty("text", out var partText) || partText.ValueKind == JsonValueKind.Null)
+                            throw new ChatRequestException(400, $"'{partAt}.text' is required", $"{partAt}.text", "missing_required_parameter");
+                        if (partText.ValueKind != JsonValueKind.String) throw WrongType($"{partAt}.text", "a string", partText);
+                        text.Append(MessageText(partText, $"{partAt}.text", budget));
                         break;
                     case "image_url":
                         if (role != ChatRole.User) throw ChatRequestException.Invalid("images are only accepted in user messages", partAt);
@@ -140,13 +160,13 @@ internal static class OpenAiProtocol
                             throw new ChatRequestException(400, $"'{partAt}.image_url' is required", $"{partAt}.image_url", "missing_required_parameter");
                         if (image.ValueKind != JsonValueKind.Object) throw WrongType($"{partAt}.image_url", "an object with a url", image);
                         var url = RequiredString(image, "url", $"{partAt}.image_url.url");
-                        if (Present(image, "detail", out var detail) && !(detail.ValueKind == JsonValueKind.String && detail.GetString() is "auto" or "low" or "high"))
+                        if (Present(image, "detail", out var detail) && !(detail.ValueKind == JsonValueKind.String && Text(detail, $"{partAt}.image_url.detail") is "auto" or "low" or "high"))
                             throw ChatRequestException.Invalid("'detail' must be auto, low or high", $"{partAt}.image_url.detail");
                         checkCanSee(at + ".content");
-                        images.Add(ImageInput.FromUrl(url, $"{partAt}.image_url.url", options));
+                        images.Add(ImageInput.FromUrl(url, $"{partAt}.image_url.url", budget));
                         break;
                     default:
-                        throw ChatRequestException.Invalid($"content part type '{type}' is not supported by this server (text, image_url)", $"{partAt}.type");
+                        throw ChatRequestException.Invalid($"content part type '{ErrorText.Shown(type)}' is not supported by this server (text, image_url)", $"{partAt}.type");
                 }
             }
             turns.Add(new ChatTurn(role, text.ToString(), images));
@@ -161,19 +181,49 @@ internal static class OpenAiProtocol
         return ChatRequest.SeedFrom(seed);
     }
 
-    private static IReadOnlyList<string> Stop(JsonElement root)
+    private static IReadOnlyList<string> Stop(JsonElement root, RequestBudget budget)
     {
         if (!Present(root, "stop", out var e)) return [];
+        if (e.ValueKind == JsonValueKind.Array && e.GetArrayLength() > 4)
+            throw ChatRequestException.Invalid($"'stop' holds {e.GetArrayLength()} sequences; at most 4 are allowed", "stop");
         string[] stops = e.ValueKind switch
         {
-            JsonValueKind.String => [e.GetString()!],
-            JsonValueKind.Array => e.EnumerateArray().Select((s, i) => s.ValueKind == JsonValueKind.String ? s.GetString()! : throw WrongType($"stop[{i}]", "a string", s)).ToArray(),
+            JsonValueKind.String => [MessageText(e, "stop", budget)],
+            JsonValueKind.Array => e.EnumerateArray().Select((s, i) => s.ValueKind == JsonValueKind.String ? MessageText(s, $"stop[{i}]", budget) : throw WrongType($"stop[{i}]", "a string", s)).ToArray(),
             _ => throw WrongType("stop", "a string or an array of strings", e),
         };
-        if (stops.Length > 4) throw ChatRequestException.Invalid($"'stop' holds {stops.Length} sequences; at most 4 are allowed", "stop");
         for (int i = 0; i < stops.Length; i++)
             if (stops[i].Length == 0) throw ChatRequestException.Invalid("stop sequences must not be empty", e.ValueKind == JsonValueKind.Array ? $"stop[{i}]" : "stop");
         return stops;
+    }
+
+    /// <summary>
+    /// A string of the conversation, counted against the request's text budget: refused from its raw length before it is
+    /// materialised when even its shortest reading is over (an escape is at most 6 bytes per character), then counted exactly.
+    /// </summary>
+    private static string MessageText(JsonElement e, string param, RequestBudget budget)
+    {
+        int raw = System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(e).Length - 2;
+        budget.CheckTextAtLeast(raw / 6, param);
+        var text = Text(e, param);
+        budget.AddText(text.Length, param);
+        return text;
+    }
+
+    /// <summary>
+    /// A JSON string as .NET text. The body is valid UTF-8 (checked once when it was read), but an escape may still name
+    /// half of a surrogate pair (\ud800 alone), which is no Unicode text: the client's mistake, named by its parameter.
+    /// </summary>
+    private static string Text(JsonElement e, string param)
+    {
+        try
+        {
+            return e.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            throw ChatRequestException.Invalid($"'{param}' is not valid Unicode text: it holds an unpaired surrogate escape (\\ud800-\\udfff without its other half)", param, "invalid_value");
+        }
     }
 
     /// <summary>Whether <paramref name="parent"/> has <paramref name="name"/> with a value other than null (OpenAI treats null as absent).</summary>
@@ -190,7 +240,7 @@ internal static class OpenAiProtocol
         if (!parent.TryGetProperty(name, out var e) || e.ValueKind == JsonValueKind.Null)
             throw new ChatRequestException(400, $"'{param}' is required", param, "missing_required_parameter");
         if (e.ValueKind != JsonValueKind.String) throw WrongType(param, "a string", e);
-        var value = e.GetString()!;
+        var value = Text(e, param);
         if (name is "model" or "role" or "type" or "url" && value.Length == 0) throw ChatRequestException.Invalid($"'{param}' must not be empty", param);
         return value;
     }
@@ -207,7 +257,7 @@ internal static class OpenAiProtocol
     {
         if (!Present(root, name, out var e)) return null;
         if (e.ValueKind != JsonValueKind.Number || !e.TryGetDouble(out double value) || value != Math.Floor(value)) throw WrongType(name, "an integer", e);
-        if (value < minimum || value > maximum) throw ChatRequestException.Invalid($"'{name}' must be {rule}, got {e.GetRawText()}", name);
+        if (value < minimum || value > maximum) throw ChatRequestException.Invalid($"'{name}' must be {rule}, got {ErrorText.Shown(e.GetRawText())}", name);
         return (int)value;
     }
 
@@ -216,7 +266,7 @@ internal static class OpenAiProtocol
         if (!Present(root, name, out var e)) return null;
         if (e.ValueKind != JsonValueKind.Number || !e.TryGetDouble(out double value)) throw WrongType(name, "a number", e);
         if (value < minimum || value > maximum || (exclusiveMinimum && value == minimum))
-            throw ChatRequestException.Invalid($"'{name}' must be {rule}, got {e.GetRawText()}", name);
+            throw ChatRequestException.Invalid($"'{name}' must be {rule}, got {ErrorText.Shown(e.GetRawText())}", name);
         return (float)value;
     }
 
@@ -237,14 +287,15 @@ internal static class OpenAiProtocol
 
     // Writing: the shapes OpenAI answers with.
 
+    /// <summary>OpenAI's error shape, the one writer of every error the server sends; the message is bounded and valid text whatever it quotes.</summary>
     public static void WriteError(Utf8JsonWriter json, string message, string type, string? param, string? code)
     {
         json.WriteStartObject();
         json.WriteStartObject("error");
-        json.WriteString("message", message);
+        json.WriteString("message", ErrorText.Message(message));
         json.WriteString("type", type);
         if (param is null) json.WriteNull("param");
-        else json.WriteString("param", param);
+        else json.WriteString("param", ErrorText.Message(param));
         if (code is null) json.WriteNull("code");
         else json.WriteString("code", code);
         json.WriteEndObject();

@@ -26,8 +26,29 @@ public sealed record ServingOptions
     /// <summary>Whether image URLs may name files on the server's disk (file:// or an absolute path).</summary>
     public bool AllowLocalFiles { get; init; }
 
-    /// <summary>Encoded bytes and pixels an image may have, checked before it is decoded.</summary>
+    /// <summary>Encoded bytes and pixels an image may have, checked from its header before it is decoded.</summary>
     public ImageLimits ImageLimits { get; init; } = new() { MaxFileBytes = 20L << 20, MaxPixels = 16L << 20 };
+
+    /// <summary>Images one request may carry, counted while it is read (before any is decoded).</summary>
+    public int MaxImagesPerRequest { get; init; } = 16;
+
+    /// <summary>Pixels (width x height, from each header) of all of one request's images together, checked before any is decoded.</summary>
+    public long MaxRequestImagePixels { get; init; } = 32L << 20;
+
+    /// <summary>Encoded bytes of all of one request's images together.</summary>
+    public long MaxRequestImageBytes { get; init; } = 32L << 20;
+
+    /// <summary>Requests whose images are decoded and encoded at the same time (the others wait, within their time limit); half the cores by default.</summary>
+    public int ImageWorkers { get; init; } = Math.Max(1, Environment.ProcessorCount / 2);
+
+    /// <summary>
+    /// The slowest a request body may arrive, in bytes per second, after <see cref="MinRequestBodyGrace"/> (Kestrel's
+    /// MinRequestBodyDataRate): a slower client gets 408 and its connection closes. 0 turns the check off.
+    /// </summary>
+    public double MinRequestBodyBytesPerSecond { get; init; } = 240;
+
+    /// <summary>How long a body may arrive more slowly than <see cref="MinRequestBodyBytesPerSecond"/> before it is refused (more than 1 s).</summary>
+    public TimeSpan MinRequestBodyGrace { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>The largest request body the server reads.</summary>
     public long MaxRequestBytes { get; init; } = 64L << 20;
@@ -46,6 +67,13 @@ public sealed record ServingOptions
         if (ContextLength < 2) throw new ArgumentException($"--context-length must be >= 2, got {ContextLength}");
         if (DefaultMaxTokens < 1) throw new ArgumentException($"--default-max-tokens must be >= 1, got {DefaultMaxTokens}");
         if (ImageLimits.MaxFileBytes < 1 || ImageLimits.MaxPixels < 1) throw new ArgumentException("image limits must be positive");
+        if (MaxImagesPerRequest < 0) throw new ArgumentException($"--max-images must be >= 0, got {MaxImagesPerRequest}");
+        if (MaxRequestImagePixels < 1) throw new ArgumentException($"--max-request-image-pixels must be positive, got {MaxRequestImagePixels}");
+        if (MaxRequestImageBytes < 1) throw new ArgumentException($"--max-request-image-bytes must be positive, got {MaxRequestImageBytes}");
+        if (ImageWorkers < 1) throw new ArgumentException($"--image-workers must be >= 1, got {ImageWorkers}");
+        if (!(MinRequestBodyBytesPerSecond >= 0) || double.IsInfinity(MinRequestBodyBytesPerSecond))
+            throw new ArgumentException($"--min-body-rate must be a number of bytes per second >= 0, got {MinRequestBodyBytesPerSecond}");
+        if (MinRequestBodyGrace <= TimeSpan.FromSeconds(1)) throw new ArgumentException($"the request body grace period must be more than 1 s, got {MinRequestBodyGrace.TotalSeconds} s");
         if (MaxRequestBytes < 1024) throw new ArgumentException($"the request size limit must be at least 1024 bytes, got {MaxRequestBytes}");
         if (ShutdownGrace < TimeSpan.Zero) throw new ArgumentException("the shutdown grace must not be negative");
     }

@@ -56,7 +56,7 @@ public sealed class Sampler
         if (logits.Length != VocabSize) throw new ArgumentException($"got {logits.Length} logits for a vocabulary of {VocabSize}", nameof(logits));
         ApplyRepetitionPenalty(logits);
         if (_options.IsGreedy) return ArgMax(logits);
-        TensorPrimitives.Divide(logits, _options.Temperature, logits);
+        ScaleByTemperature(logits, _options.Temperature);
         int finite = CheckAndCountFinite(logits);
         if (_options.TopK > 0 && _options.TopK < finite) finite = KeepTopK(logits, _options.TopK);
         if (_options.TopP < 1f) KeepTopP(logits, finite, _options.TopP);
@@ -71,6 +71,37 @@ public sealed class Sampler
             ref float l = ref logits[_seenIds[i]];
             l = l < 0f ? l * penalty : l / penalty;
         }
+    }
+
+    /// <summary>
+    /// l / T, as Hugging Face divides. A temperature so small that the largest logit over it overflows (1e-45, a
+    /// denormal) is scaled as (l - max) / T instead: the same distribution (softmax ignores a shift), with the top
+    /// logits at 0 and the rest at or towards -infinity, where l / T would be +infinity and no distribution at all.
+    /// </summary>
+    private static void ScaleByTemperature(Span<float> logits, float temperature)
+    {
+        if (float.IsFinite(TensorPrimitives.MaxMagnitude(logits) / temperature))
+        {
+            TensorPrimitives.Divide(logits, temperature, logits);
+            return;
+        }
+        // Masked (infinite) logits, or a temperature that overflows: look at the finite logits alone.
+        float largest = 0f, max = float.NegativeInfinity;
+        foreach (float l in logits)
+        {
+            if (float.IsFinite(l))
+            {
+                largest = Math.Max(largest, Math.Abs(l));
+                max = Math.Max(max, l);
+            }
+        }
+        if (float.IsFinite(largest / temperature))
+        {
+            TensorPrimitives.Divide(logits, temperature, logits);
+            return;
+        }
+        for (int i = 0; i < logits.Length; i++)
+            if (!float.IsNaN(logits[i])) logits[i] = logits[i] == max ? 0f : (logits[i] - max) / temperature;
     }
 
     private static int ArgMax(ReadOnlySpan<float> logits)

@@ -56,6 +56,31 @@ public sealed class ServeCommandTests(ServingFixture fixture)
         Assert.Contains(message, error);
     }
 
+    /// <summary>A port another program holds, or an address this machine does not have: one line, exit code 1, no trace.</summary>
+    [Fact]
+    public void A_port_in_use_or_an_address_not_of_this_machine_is_one_line()
+    {
+        var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        try
+        {
+            int port = ((IPEndPoint)taken.LocalEndpoint).Port;
+            var (code, output, error) = CliRunner.Run([ServeCommand.Create()], "serve", "--model", fixture.ModelFolder, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Equal(1, code);
+            Assert.Equal($"graft serve: cannot listen on 127.0.0.1:{port}: the port is in use; choose another --port (or --port 0 for any free one)", error.TrimEnd());
+            Assert.DoesNotContain("listening", output);
+        }
+        finally
+        {
+            taken.Stop();
+        }
+        // 192.0.2.1 is TEST-NET-1, reserved for documentation: never an address of this machine.
+        var (code2, _, error2) = CliRunner.Run([ServeCommand.Create()], "serve", "--model", fixture.ModelFolder, "--host", "192.0.2.1", "--port", "0");
+        Assert.Equal(1, code2);
+        Assert.Single(error2.TrimEnd().Split('\n'));
+        Assert.StartsWith("graft serve: cannot listen on 192.0.2.1: it is not an address of this machine", error2);
+    }
+
     [Fact]
     public void A_plugin_for_another_base_or_a_missing_model_is_refused_before_listening()
     {

@@ -188,7 +188,7 @@ public sealed class ServerLoadTests(ServingFixture fixture)
         Assert.Equal(expected.Text, content);
         await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync("health"));
         await server.DisposeAsync();
-        var late = Assert.Throws<ServerBusyException>(() => engine.Submit(new ChatRequest { Model = ServingFixture.Base, Messages = [new ChatTurn("user", "late", [])] }));
+        var late = await Assert.ThrowsAsync<ServerBusyException>(() => engine.SubmitAsync(new ChatRequest { Model = ServingFixture.Base, Messages = [new ChatTurn("user", "late", [])] }));
         Assert.Equal(503, late.Status);
     }
 
