@@ -112,6 +112,23 @@ public sealed class GenerationSamplerTests
         }
     }
 
+    /// <summary>A temperature whose quotient overflows (a denormal, 1e-45) is the limit of a small one: all mass on the maxima, ties shared.</summary>
+    [Fact]
+    public void ADenormalTemperatureDrawsOnlyTheLargestLogits()
+    {
+        var sampler = Create(new SamplingOptions { Temperature = 1e-45f, Seed = 5 }, 5);
+        var draws = new HashSet<int>();
+        for (int step = 0; step < 200; step++)
+        {
+            var logits = new float[] { 1f, 30f, -2f, 30f, float.NegativeInfinity };
+            draws.Add(sampler.Sample(logits));
+            Assert.Equal(new[] { 1, 3 }, Kept(logits));
+        }
+        Assert.Equal(new HashSet<int> { 1, 3 }, draws);
+        var single = Create(new SamplingOptions { Temperature = 1e-45f, Seed = 5, TopK = 2, TopP = 0.5f }, 3);
+        Assert.Equal(2, single.Sample([3e38f, -3e38f, 3.1e38f]));
+    }
+
     [Fact]
     public void TheSameSeedGivesTheSameDrawsAndAnotherSeedOthers()
     {
