@@ -50,8 +50,8 @@ def images(model, uris, text="what is this?"):
 
 
 class Server:
-    def __init__(self, args):
-        self.log = open(os.path.join(args.workdir, "serve.log"), "a+")
+    def __init__(self, args, fresh_log=False):
+        self.log = open(os.path.join(args.workdir, "serve.log"), "w+" if fresh_log else "a+")
         command = [args.graft, "serve", "--model", args.model, "--port", "0"]
         for p in args.plugin:
             command += ["--plugin", p]
@@ -203,7 +203,7 @@ def main():
     parser.add_argument("--json", action="store_true")
     parser.add_argument("extra", nargs="*", help="more graft serve options, after --")
     args = parser.parse_args()
-    server = Server(args)
+    server = Server(args, fresh_log=True)
     plugin_model = server.base + "+" + args.plugin[0].split("=")[0] if args.plugin else server.base
     report = {"load_average": os.getloadavg(), "rows": [], "latency": {}}
     try:
@@ -226,6 +226,13 @@ def main():
             report["rows"].append(row)
             if not args.json:
                 print(f"{name:32} {str(status):24} {str(row['code']):28} {len(body):>8} B {seconds:8.2f} s  peak {row['peak_rss_mb']} MB (before {before})", flush=True)
+        for name, extra in [("port already in use", ["--port", str(server.port)]), ("--host not on this machine", ["--host", "192.0.2.1"])]:
+            command = [args.graft, "serve", "--model", args.model] + (extra if "--port" in extra else extra + ["--port", "0"])
+            finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
+            lines = (finished.stdout + finished.stderr).strip().splitlines()
+            report["rows"].append({"row": name, "status": f"exit {finished.returncode}", "output_lines": len(lines), "output": lines[:3]})
+            if not args.json:
+                print(f"{name:32} exit {finished.returncode}, {len(lines)} line(s): {lines[0] if lines else ''}", flush=True)
         small = chat(server.base, "hi", max_tokens=4)
         idle = []
         for _ in range(20):
