@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Graft.Benchmarks;
+using Graft.Benchmarking;
 using Graft.Models.Generation;
 
 namespace Graft.Cli;

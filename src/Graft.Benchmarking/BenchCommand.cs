@@ -8,7 +8,7 @@ using System.Text.Json.Nodes;
 using Graft.Tensors;
 using Graft.Tensors.Kernels;
 
-namespace Graft.Benchmarks;
+namespace Graft.Benchmarking;
 
 /// <summary>`graft bench &lt;what&gt;`: engine benchmarks timed against a peer in the same run. One subcommand per benchmark.</summary>
 public static class BenchCommand
