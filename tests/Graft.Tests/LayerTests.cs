@@ -23,8 +23,10 @@ public sealed class LayerTests
         ["Graft.Eval"] = 3,
         ["Graft.Serving"] = 3,
         ["Graft.Demo"] = 4,
+        ["Graft.Benchmarking"] = 4,
         ["Graft.Cli"] = 5,
         ["Graft.Bench"] = 5,
+        ["Graft.Peers"] = 5,
     };
 
     private static string RepositoryRoot()
