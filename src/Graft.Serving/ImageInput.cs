@@ -81,7 +81,7 @@ internal static class ImageInput
         CheckSignature(bytes, param);
         try
         {
-            var header = ImageDecoderShim.ReadHeader(bytes, limits, param);
+            var header = ImageDecoder.ReadHeader(bytes, limits, param);
             return (header.Width, header.Height);
         }
         catch (ImageFormatException e)
@@ -96,7 +96,7 @@ internal static class ImageInput
         CheckSignature(bytes, param);
         try
         {
-            return ImageDecoderShim.Decode(bytes, limits, param, cancellationToken);
+            return ImageDecoder.Decode(bytes, limits, param, cancellationToken);
         }
         catch (ImageFormatException e)
         {
@@ -111,7 +111,7 @@ internal static class ImageInput
         if (!png && !jpeg) throw ChatRequestException.Invalid($"the image data ({bytes.Length} bytes) is not a PNG or JPEG image", param, "invalid_image");
     }
 
-    private static ChatRequestException Refusal(ImageFormatException e, string? param) => e.IsOverLimit()
+    private static ChatRequestException Refusal(ImageFormatException e, string? param) => e.IsOverLimit
         ? ChatRequestException.Invalid($"the image is too large: {e.Problem}", param, "image_too_large")
         : ChatRequestException.Invalid($"the image cannot be decoded: {e.Message}", param, "invalid_image");
 }

@@ -24,11 +24,11 @@ internal static class OpenAiProtocol
     /// (so a client hears why before any image is read; an unknown model is a 404 there too).</param>
     public static OpenAiChatRequest ParseChatRequest(ReadOnlyMemory<byte> body, RequestBudget budget, Action<string, string> checkCanSee)
     {
-        CheckUtf8(body.Span);
+        JsonBody.Check(body.Span);
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 64 });
+            document = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = JsonBody.MaxDepth });
         }
         catch (JsonException e)
         {
@@ -75,18 +75,6 @@ internal static class OpenAiProtocol
                 Stop = stop,
             }, stream, includeUsage);
         }
-    }
-
-    /// <summary>
-    /// The body must be UTF-8 (RFC 8259): checked once, over the whole body, before it is parsed, so no string read later
-    /// can hold an invalid or overlong sequence.
-    /// </summary>
-    private static void CheckUtf8(ReadOnlySpan<byte> body)
-    {
-        if (System.Text.Unicode.Utf8.IsValid(body)) return;
-        int offset = 0;
-        while (System.Text.Rune.DecodeFromUtf8(body[offset..], out _, out int consumed) == System.Buffers.OperationStatus.Done) offset += consumed;
-        throw ChatRequestException.Invalid($"the request body is not valid UTF-8: the bytes at offset {offset} are not a UTF-8 character (JSON must be UTF-8)", null, "invalid_json");
     }
 
     private static void CheckUnsupported(JsonElement root)
@@ -211,8 +199,8 @@ internal static class OpenAiProtocol
     }
 
     /// <summary>
-    /// A JSON string as .NET text. The body is valid UTF-8 (checked once when it was read), but an escape may still name
-    /// half of a surrogate pair (\ud800 alone), which is no Unicode text: the client's mistake, named by its parameter.
+    /// A JSON string as .NET text. <see cref="JsonBody.Check"/> has refused bodies whose strings are not Unicode text, so
+    /// this never fails for one that came over HTTP; the refusal here is for any other way a string could arrive.
     /// </summary>
     private static string Text(JsonElement e, string param)
     {

@@ -20,15 +20,23 @@ internal sealed class RequestFuzzer(int seed, string baseModel, string visionMod
 
     private static RgbImage PluginFixturesImage() => ServingFixture.Image(7);
 
-    /// <summary>One mutated request body.</summary>
+    /// <summary>
+    /// One mutated request body, at most <see cref="MaxBody"/> bytes (mutations that grow past it are drawn again: bodies
+    /// over the server's size limit are the 413 test's, and a server may close on them before the client is done sending).
+    /// </summary>
     public byte[] Next()
     {
-        var request = Seed();
-        int mutations = 1 + _random.Next(3);
-        for (int i = 0; i < mutations; i++) Mutate(request);
-        var bytes = Encoding.UTF8.GetBytes(request.ToJsonString(new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, MaxDepth = 1000 }));
-        return _random.Next(6) == 0 ? MutateBytes(bytes) : bytes;
+        while (true)
+        {
+            var request = Seed();
+            int mutations = 1 + _random.Next(3);
+            for (int i = 0; i < mutations; i++) Mutate(request);
+            var bytes = Encoding.UTF8.GetBytes(request.ToJsonString(new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, MaxDepth = 1000 }));
+            if (bytes.Length <= MaxBody) return _random.Next(6) == 0 ? MutateBytes(bytes) : bytes;
+        }
     }
+
+    public const int MaxBody = 4 << 20;
 
     private JsonObject Seed()
     {
@@ -96,7 +104,7 @@ internal sealed class RequestFuzzer(int seed, string baseModel, string visionMod
                 return;
             case 3 when current is JsonArray array && array.Count > 0:
                 int copies = _random.Next(4) == 0 ? 2000 : 1 + _random.Next(20);
-                for (int i = 0; i < copies; i++) array.Add(array[_random.Next(array.Count)]!.DeepClone());
+                for (int i = 0; i < copies; i++) array.Add(array[_random.Next(array.Count)]?.DeepClone());
                 return;
             default:
                 Set(parent, key, OtherValue());
@@ -199,8 +207,8 @@ internal sealed class RequestFuzzer(int seed, string baseModel, string visionMod
         return [.. list];
     }
 
-    /// <summary>Posts <paramref name="body"/> and holds the answer to the protocol; returns the status.</summary>
-    public static async Task<int> Check(HttpClient http, byte[] body)
+    /// <summary>Posts <paramref name="body"/> and holds the answer to the protocol; returns the status and, for an error, its code.</summary>
+    public static async Task<(int Status, string? Code)> Check(HttpClient http, byte[] body)
     {
         using var content = new ByteArrayContent(body);
         content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
@@ -216,12 +224,14 @@ internal sealed class RequestFuzzer(int seed, string baseModel, string visionMod
             var e = error.RootElement.GetProperty("error");
             Assert.False(string.IsNullOrEmpty(e.GetProperty("message").GetString()));
             Assert.False(string.IsNullOrEmpty(e.GetProperty("type").GetString()));
-            Assert.False(string.IsNullOrEmpty(e.GetProperty("code").GetString()));
+            var code = e.GetProperty("code").GetString();
+            Assert.False(string.IsNullOrEmpty(code));
+            return (status, code);
         }
         else if (response.Content.Headers.ContentType?.MediaType == "text/event-stream")
             Assert.EndsWith("data: [DONE]\n\n", text);
         else
             Assert.Equal("chat.completion", JsonDocument.Parse(text).RootElement.GetProperty("object").GetString());
-        return status;
+        return (status, null);
     }
 }

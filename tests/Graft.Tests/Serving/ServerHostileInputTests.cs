@@ -83,6 +83,7 @@ public sealed class ServerHostileInputTests(ServingFixture fixture) : IAsyncLife
     private const string InContent = """{"model": "tiny", "messages": [{"role": "user", "content": "a@@b"}]}""";
     private const string InPart = """{"model": "tiny", "messages": [{"role": "user", "content": [{"type": "text", "text": "@@"}]}]}""";
     private const string InStop = """{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stop": ["x", "@@"]}""";
+    private const string InName = """{"model": "tiny", "messages": [{"role": "user", "content": "hi", "n@@e": 1}]}""";
     private const string InUrl = """{"model": "tiny+bridge", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@"}}]}]}""";
 
     public static TheoryData<string, string, string> BadText => new()
@@ -100,6 +101,7 @@ public sealed class ServerHostileInputTests(ServingFixture fixture) : IAsyncLife
         { InPart, @"x\udc00", "messages[0].content[0].text" },
         { InStop, @"\ud800", "stop[1]" },
         { InUrl, @"\ud800", "messages[0].content[0].image_url.url" },
+        { InName, @"\ud83d", @"messages[0].n\ud83de" },
     };
 
     /// <summary>
@@ -335,7 +337,7 @@ public sealed class ServerHostileInputTests(ServingFixture fixture) : IAsyncLife
         var statuses = new Dictionary<int, int>();
         for (int i = 0; i < 150; i++)
         {
-            int status = await RequestFuzzer.Check(_http, fuzzer.Next());
+            var (status, _) = await RequestFuzzer.Check(_http, fuzzer.Next());
             statuses[status] = statuses.GetValueOrDefault(status) + 1;
         }
         Assert.True(statuses.GetValueOrDefault(200) > 0 && statuses.Keys.Any(s => s >= 400), string.Join(", ", statuses));
@@ -356,7 +358,7 @@ public sealed class ServerHostileInputTests(ServingFixture fixture) : IAsyncLife
 
 /// <summary>The long fuzz run of the server's request parser: thousands of mutated requests, then the server still answers.</summary>
 [Collection(ServingCollection.Name)]
-public sealed class ServerRequestFuzzTests(ServingFixture fixture)
+public sealed class ServerRequestFuzzTests(ServingFixture fixture, Xunit.Abstractions.ITestOutputHelper output)
 {
     [Fact]
     [Trait("Category", "Slow")]
@@ -366,7 +368,7 @@ public sealed class ServerRequestFuzzTests(ServingFixture fixture)
         await using var engine = fixture.Engine(new ServingOptions { ContextLength = 256, ImageLimits = new ImageLimits { MaxFileBytes = 1 << 20, MaxPixels = 1 << 20 } }, log.CreateLogger("engine"));
         await using var server = await ChatServer.StartAsync(engine, loggerFactory: log);
         using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(60) };
-        var statuses = new Dictionary<int, int>();
+        var answers = new Dictionary<string, int>();
         for (int seed = 0; seed < 8; seed++)
         {
             var fuzzer = new RequestFuzzer(seed, ServingFixture.Base, ServingFixture.PluginModel);
@@ -377,12 +379,17 @@ public sealed class ServerRequestFuzzTests(ServingFixture fixture)
                 {
                     byte[] body;
                     lock (fuzzer) body = fuzzer.Next();
-                    int status = await RequestFuzzer.Check(http, body);
-                    lock (statuses) statuses[status] = statuses.GetValueOrDefault(status) + 1;
+                    var (status, code) = await RequestFuzzer.Check(http, body);
+                    string answer = code is null ? status.ToString(System.Globalization.CultureInfo.InvariantCulture) : $"{status} {code}";
+                    lock (answers) answers[answer] = answers.GetValueOrDefault(answer) + 1;
                 }
             }));
         }
-        Assert.Equal(8000, statuses.Values.Sum());
+        output.WriteLine(string.Join("\n", answers.OrderByDescending(a => a.Value).Select(a => $"{a.Value,6} {a.Key}")));
+        Assert.Equal(8000, answers.Values.Sum());
+        // The mutations reach every layer: answered requests and a wide range of refusals.
+        Assert.True(answers.GetValueOrDefault("200") > 400, $"{answers.GetValueOrDefault("200")} answered");
+        Assert.True(answers.Count >= 10, string.Join(", ", answers.Keys));
         Assert.DoesNotContain(log.Entries, e => e.Level >= LogLevel.Error);
         using var health = await http.GetAsync("health");
         Assert.Equal(HttpStatusCode.OK, health.StatusCode);
