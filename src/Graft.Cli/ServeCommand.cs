@@ -39,12 +39,13 @@ public static class ServeCommand
         var maxImages = new Option<int>("--max-images") { Description = "Images one request may carry", DefaultValueFactory = _ => defaults.MaxImagesPerRequest };
         var requestPixels = new Option<long>("--max-request-image-pixels") { Description = "Pixels of all of one request's images together", DefaultValueFactory = _ => defaults.MaxRequestImagePixels };
         var requestImageBytes = new Option<long>("--max-request-image-bytes") { Description = "Encoded bytes of all of one request's images together", DefaultValueFactory = _ => defaults.MaxRequestImageBytes };
+        var requestBytes = new Option<long>("--max-request-bytes") { Description = "Largest request body (413 over it)", DefaultValueFactory = _ => defaults.MaxRequestBytes };
         var imageWorkers = new Option<int>("--image-workers") { Description = "Requests whose images are decoded and encoded at the same time", DefaultValueFactory = _ => defaults.ImageWorkers };
         var minBodyRate = new Option<double>("--min-body-rate") { Description = "Bytes per second a request body must arrive at after 5 s (slower: 408); 0 = off", DefaultValueFactory = _ => defaults.MinRequestBodyBytesPerSecond };
         var grace = new Option<double>("--shutdown-grace") { Description = "Seconds running requests may go on after Ctrl-C", DefaultValueFactory = _ => defaults.ShutdownGrace.TotalSeconds };
         var command = new Command("serve", "Serve the base and its plug-ins over an OpenAI-compatible HTTP API");
         foreach (var option in new Option[] { model, plugins, vision, host, port, name, template, allowLocalFiles, maxQueue, maxBatch, timeout, context, maxTokens, imageBytes, imagePixels,
-                     maxImages, requestPixels, requestImageBytes, imageWorkers, minBodyRate, grace })
+                     maxImages, requestPixels, requestImageBytes, requestBytes, imageWorkers, minBodyRate, grace })
             command.Options.Add(option);
         command.SetAction(async (parseResult, cancellationToken) =>
         {
@@ -74,6 +75,7 @@ public static class ServeCommand
                     MaxImagesPerRequest = parseResult.GetValue(maxImages),
                     MaxRequestImagePixels = parseResult.GetValue(requestPixels),
                     MaxRequestImageBytes = parseResult.GetValue(requestImageBytes),
+                    MaxRequestBytes = parseResult.GetValue(requestBytes),
                     ImageWorkers = parseResult.GetValue(imageWorkers),
                     MinRequestBodyBytesPerSecond = parseResult.GetValue(minBodyRate),
                     ShutdownGrace = TimeSpan.FromSeconds(graceSeconds),

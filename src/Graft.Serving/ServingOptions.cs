@@ -74,7 +74,8 @@ public sealed record ServingOptions
         if (!(MinRequestBodyBytesPerSecond >= 0) || double.IsInfinity(MinRequestBodyBytesPerSecond))
             throw new ArgumentException($"--min-body-rate must be a number of bytes per second >= 0, got {MinRequestBodyBytesPerSecond}");
         if (MinRequestBodyGrace <= TimeSpan.FromSeconds(1)) throw new ArgumentException($"the request body grace period must be more than 1 s, got {MinRequestBodyGrace.TotalSeconds} s");
-        if (MaxRequestBytes < 1024) throw new ArgumentException($"the request size limit must be at least 1024 bytes, got {MaxRequestBytes}");
+        if (MaxRequestBytes < 1024 || MaxRequestBytes > Array.MaxLength)
+            throw new ArgumentException($"--max-request-bytes must be between 1024 and {Array.MaxLength} (a body is held in one array), got {MaxRequestBytes}");
         if (ShutdownGrace < TimeSpan.Zero) throw new ArgumentException("the shutdown grace must not be negative");
     }
 }
