@@ -322,10 +322,13 @@ internal static class GemmBench
             ["bandwidth_bytes"] = BandwidthBytes,
             ["seconds_per_shape"] = SecondsPerShape,
         };
-        // Debian's OpenBLAS 0.3.21 does not recognise newer AVX-512 CPUs and would run SSE3 kernels: name the right one.
-        var environment = new Dictionary<string, string> { ["OPENBLAS_NUM_THREADS"] = Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture) };
-        if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported && Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is null)
-            environment["OPENBLAS_CORETYPE"] = "SkylakeX";
+        // OpenBLAS as it runs at its best here: no OPENBLAS_* tuning inherited from the shell (a forced Haswell core or a
+        // small OPENBLAS_L2_SIZE would flatter us), its threads as many as ours, and, since Debian's 0.3.21 does not
+        // recognise newer AVX-512 CPUs and would fall back to SSE3 kernels, its AVX-512 kernel named on such CPUs.
+        var environment = System.Environment.GetEnvironmentVariables().Keys.Cast<string>()
+            .Where(name => name.StartsWith("OPENBLAS_", StringComparison.Ordinal)).ToDictionary(name => name, _ => "");
+        environment["OPENBLAS_NUM_THREADS"] = Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture);
+        if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) environment["OPENBLAS_CORETYPE"] = "SkylakeX";
         using var document = PythonPeer.Run("gemm_peer.py", request, "numpy", out problem, environment);
         if (document is null) return null;
         var root = document.RootElement;

@@ -15,6 +15,7 @@ internal static class PythonPeer
     /// <summary>The peer's JSON answer, or null with the reason when it cannot run (script or module missing, failure).</summary>
     public static JsonDocument? Run(string scriptName, JsonObject request, string requiredModule, out string? problem,
         IReadOnlyDictionary<string, string>? environment = null)
+    // environment: variables to set for the peer; an empty value removes the variable.
     {
         string? script = FindScript(scriptName);
         if (script is null) { problem = $"tools/bench/{scriptName} not found above the current directory or the executable"; return null; }
@@ -23,7 +24,11 @@ internal static class PythonPeer
         {
             RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
-        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            if (value.Length == 0) start.Environment.Remove(name);
+            else start.Environment[name] = value;
+        }
         using var process = Process.Start(start);
         if (process is null) { problem = $"could not start {Python}"; return null; }
         process.StandardInput.Write(request.ToJsonString());
