@@ -7,7 +7,7 @@ using Graft.Models.Imaging;
 using Graft.Models.Vision;
 using Graft.Tensors;
 
-namespace Graft.Cli;
+namespace Graft.Benchmarking;
 
 /// <summary>
 /// `graft bench vision`: images/s of a CLIP ViT-L/14-336-shaped tower (random weights, built in memory) in f32 and

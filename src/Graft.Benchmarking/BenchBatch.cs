@@ -5,7 +5,7 @@ using System.Text.Json.Nodes;
 using Graft.Models.Llm;
 using Graft.Tensors;
 
-namespace Graft.Cli;
+namespace Graft.Benchmarking;
 
 /// <summary>
 /// `graft bench batch`: batched decoding of a Qwen2-0.5B-shaped decoder with random weights, f32 and bf16. B sequences

@@ -12,7 +12,7 @@ using Graft.Serving;
 using Graft.Tensors;
 using Graft.Training.Tokenization;
 
-namespace Graft.Cli;
+namespace Graft.Benchmarking;
 
 /// <summary>
 /// `graft bench serve`: the OpenAI-compatible server under load on loopback. A Qwen2-0.5B-shaped base with random bf16

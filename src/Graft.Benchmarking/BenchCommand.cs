@@ -8,10 +8,10 @@ using System.Text.Json.Nodes;
 using Graft.Tensors;
 using Graft.Tensors.Kernels;
 
-namespace Graft.Cli;
+namespace Graft.Benchmarking;
 
 /// <summary>`graft bench &lt;what&gt;`: engine benchmarks timed against a peer in the same run. One subcommand per benchmark.</summary>
-internal static class BenchCommand
+public static class BenchCommand
 {
     public static Command Create()
     {

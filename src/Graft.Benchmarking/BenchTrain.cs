@@ -9,7 +9,7 @@ using Graft.Tensors;
 using Graft.Tensors.Optim;
 using Graft.Training;
 
-namespace Graft.Cli;
+namespace Graft.Benchmarking;
 
 /// <summary>
 /// `graft bench train`: tokens/s of one plug-in training step, a Bridge (LLaVA projector): the forward of a batch of

@@ -8,7 +8,7 @@ using System.Text.Json.Nodes;
 using Graft.Models.Llm;
 using Graft.Tensors;
 
-namespace Graft.Cli;
+namespace Graft.Benchmarking;
 
 /// <summary>
 /// `graft bench decode`: prefill and cached decoding of a Qwen2-0.5B-shaped decoder with random weights

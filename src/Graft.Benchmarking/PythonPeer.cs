@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace Graft.Cli;
+namespace Graft.Benchmarking;
 
 /// <summary>
 /// Runs a benchmark peer, tools/bench/SCRIPT under Debian's /usr/bin/python3: the request goes to its standard input as
