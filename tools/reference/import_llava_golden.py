@@ -181,8 +181,8 @@ class SpTokenizer:
         return SimpleNamespace(input_ids=[1] + self.sp.encode(text))
 
 
-def oracle(config, state, clip, pixels_from, text_ids, image_ids, projector_file=None):
-    """Logits of LLaVA's LlavaLlamaForCausalLM for a text prompt and an image prompt."""
+def oracle(config, state, clip, pixels_from, text_ids, image_ids, projector_file=None, tower=None):
+    """Logits of LLaVA's LlavaLlamaForCausalLM for a text prompt and an image prompt (tower: weights replacing the CLIP folder's)."""
     from llava.model.language_model.llava_llama import LlavaConfig, LlavaLlamaForCausalLM
     from llava.mm_utils import process_images
     cfg = LlavaConfig(**dict(config, mm_vision_tower=clip))
@@ -191,6 +191,8 @@ def oracle(config, state, clip, pixels_from, text_ids, image_ids, projector_file
     assert all(".rotary_emb." in n or ".vision_tower." in n for n in unexpected), unexpected
     assert all(n.startswith("model.mm_projector") and projector_file for n in missing), missing
     model.get_vision_tower().load_model()
+    if tower is not None:
+        model.get_vision_tower().vision_tower.tensors = {k: v.double() for k, v in tower.items()}
     if projector_file:
         model.get_model().initialize_vision_modules(SimpleNamespace(
             vision_tower=clip, mm_vision_select_layer=-2, mm_vision_select_feature="patch", pretrain_mm_mlp_adapter=projector_file,
@@ -274,7 +276,9 @@ def main():
         extra = t.mean(0) + 0.01 * torch.randn(padded - vocab, t.shape[1], generator=gen)
         state[name] = torch.cat([t, extra]).half()
     hf_llm = dict(LLM, vocab_size=padded)
-    cases["hf"] = oracle(dict(llava_config(), vocab_size=padded), state, clip, image, text_ids, image_ids)
+    # llava-hf ships the tower it took from the checkpoint, in float16.
+    hf_tower = {k[len("model.vision_tower.vision_tower."):]: v for k, v in state.items() if k.startswith("model.vision_tower.vision_tower.")}
+    cases["hf"] = oracle(dict(llava_config(), vocab_size=padded), state, clip, image, text_ids, image_ids, tower=hf_tower)
 
     def hf_name(name, new):
         if name.startswith("model.vision_tower.vision_tower."):
