@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Graft.Training.Data;
+namespace Graft.Data;
 
 /// <summary>
 /// A prompt as text with one <see cref="PromptFormats.ImagePlaceholder"/> per image (in order), and the character spans of

@@ -1,13 +1,14 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Graft.Data;
 using Graft.Models;
 using Graft.Models.Imaging;
 using Graft.Models.Llm;
 using Graft.Models.Vision;
-using Graft.Training.Data;
+using Graft.Training;
 using Graft.Training.Tokenization;
 
-namespace Graft.Training;
+namespace Graft.Demo;
 
 /// <summary>The sizes and schedules of <see cref="DemoAssets.Build"/>; the defaults make the committed assets.</summary>
 public sealed record DemoAssetsOptions
@@ -37,15 +38,9 @@ public sealed record DemoAssetsOptions
     public PretrainingSchedule VisionSchedule { get; init; } = new() { Steps = 1000, LearningRate = 3e-3f, MinLearningRate = 3e-4f, WarmupSteps = 50, WeightDecay = 0.05f, ReportEvery = 50 };
     public int EvaluationScenes { get; init; } = 500;
 
-    /// <summary>
-    /// Scores the finished base on the text test sets; the CLI passes Graft.Eval's harness, which this layer cannot
-    /// reference. Without one, assets.json records no text accuracy.
-    /// </summary>
-    public TextEvaluator? EvaluateText { get; init; }
+    /// <summary>Whether the finished base is scored on the text test sets (<see cref="TextTestEvaluation"/>); without it, assets.json records no text accuracy.</summary>
+    public bool ScoreText { get; init; } = true;
 }
-
-/// <summary>Scores a saved base model on the text test sets written by <see cref="DemoTextWorld.WriteTestSets"/> into <paramref name="testsFolder"/>.</summary>
-public delegate IReadOnlyList<TextTestScore> TextEvaluator(string baseFolder, string testsFolder, CancellationToken cancellationToken);
 
 /// <summary>Correct answers of one text test set: by free answer ("free", shots 0), or by answer letter ("letter") at a number of few-shot examples.</summary>
 public sealed record TextTestScore(string Set, string Method, int Shots, int Correct, int Total)
@@ -136,10 +131,10 @@ public static class DemoAssets
         progress?.Report(new("vision", $"held-out head accuracy: shape {accuracy.Shape:P1}, colour {accuracy.Colour:P1}, occupancy {accuracy.Occupancy:P1}, count {accuracy.Count:P1}"));
 
         IReadOnlyList<TextTestScore> scores = [];
-        if (options.EvaluateText is { } evaluate)
+        if (options.ScoreText)
         {
             progress?.Report(new("evaluation", "scoring the base on the text test sets"));
-            scores = evaluate(baseFolder, output.PathOf(TextTestsFolderName), cancellationToken);
+            scores = TextTestEvaluation.Score(baseFolder, output.PathOf(TextTestsFolderName), cancellationToken: cancellationToken);
             times["evaluation"] = Lap(clock);
             foreach (var score in scores)
                 progress?.Report(new("evaluation", $"{score.Set} ({(score.Method == TextTestScore.FreeMethod ? "free answers" : $"letters, {score.Shots}-shot")}): {score.Accuracy:P1} ({score.Correct}/{score.Total})"));

@@ -1,4 +1,4 @@
-namespace Graft.Training.Data;
+namespace Graft.Data;
 
 public enum Role { System, User, Assistant }
 

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 
-namespace Graft.Training.Data;
+namespace Graft.Data;
 
 /// <summary>One four-option MMLU question; <see cref="Answer"/> is the index of the right choice.</summary>
 public sealed record MmluQuestion(string Subject, string Question, IReadOnlyList<string> Choices, int Answer)

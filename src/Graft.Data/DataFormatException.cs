@@ -1,4 +1,4 @@
-namespace Graft.Training.Data;
+namespace Graft.Data;
 
 /// <summary>
 /// A data record that cannot be read: names the file, where in it (a line for JSONL and CSV, a

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Graft.Training.Data;
+namespace Graft.Data;
 
 /// <summary>
 /// RFC 4180 CSV: fields split on commas, quoted fields may hold commas, doubled quotes and newlines;

@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 
-namespace Graft.Training.Data;
+namespace Graft.Data;
 
 /// <summary>
 /// A folder that generated data is written into: created when missing, refused when it already holds

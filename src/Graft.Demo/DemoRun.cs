@@ -1,16 +1,16 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using Graft.Data;
 using Graft.Eval;
 using Graft.Models.Llm;
 using Graft.Plugins;
 using Graft.Training;
-using Graft.Training.Data;
 
-namespace Graft.Cli;
+namespace Graft.Demo;
 
 /// <summary>The sizes of a `graft demo` run; the defaults fit the budget (10 minutes on 2 cores).</summary>
-internal sealed record DemoSettings
+public sealed record DemoSettings
 {
     public required string Assets { get; init; }
     public required string Output { get; init; }
@@ -35,11 +35,11 @@ internal sealed record DemoSettings
 }
 
 /// <summary>One row of the demo's table: a model (the base, or base + plug-in) and what it reached.</summary>
-internal sealed record DemoRow(
+public sealed record DemoRow(
     string Name, string Design, long TrainableParameters, TimeSpan TrainingTime, int Steps,
     Score? Image, Score TextBaseRoute, Score? TextPluginRoute, Score? Interleaved, ReportEntry Entry);
 
-internal sealed record DemoResult(DemoRow Base, IReadOnlyList<DemoRow> Plugins, Score BlindImageBaseline, TimeSpan Elapsed, IReadOnlyList<string> ReportFiles);
+public sealed record DemoResult(DemoRow Base, IReadOnlyList<DemoRow> Plugins, Score BlindImageBaseline, TimeSpan Elapsed, IReadOnlyList<string> ReportFiles);
 
 /// <summary>
 /// `graft demo`: the whole story on generated data. The committed demo assets hold a small base LLM that knows the
@@ -48,7 +48,7 @@ internal sealed record DemoResult(DemoRow Base, IReadOnlyList<DemoRow> Plugins, 
 /// questions, the base's text test sets (through the base route and, for MMA and WINGS, through the plug-in as their
 /// authors route text) and the interleaved benchmark, then prints the table and writes the forgetting report.
 /// </summary>
-internal static class DemoRun
+public static class DemoRun
 {
     /// <summary>A row of the demo: a name and the preset recipe it trains.</summary>
     public sealed record Variant(string Name, string Preset);
@@ -85,7 +85,7 @@ internal static class DemoRun
         var evalProgress = ProgressBar.ForStandardError(progress);
 
         log.WriteLine($"evaluating the base ({assets.Base})");
-        var baseRun = EvalCommand.Evaluate(assets.Base, benches, evalOptions, evalProgress);
+        var baseRun = ModelEvaluation.Evaluate(assets.Base, benches, evalOptions, evalProgress);
         var baseEntry = new ReportEntry("base", 0, FolderBytes(assets.Base, "*.safetensors"), baseRun, null);
         var baseRow = Row("base", "base", 0, TimeSpan.Zero, 0, baseEntry, routesText: false);
 
@@ -160,9 +160,9 @@ internal static class DemoRun
         }
 
         string baseFolder = training.BaseFolder ?? assets.Base;
-        var textRun = training.BaseFolder is null ? baseRun : EvalCommand.Evaluate(baseFolder, benches, evalOptions, ProgressBar.ForStandardError(progress));
+        var textRun = training.BaseFolder is null ? baseRun : ModelEvaluation.Evaluate(baseFolder, benches, evalOptions, ProgressBar.ForStandardError(progress));
         string? visionFolder = recipe.Design == VisualExperts.DesignName ? null : assets.Vision;
-        var (pluginRun, trainable, routesText) = EvalCommand.EvaluatePlugin(baseFolder, training.PluginFolder, visionFolder, null, benches, evalOptions, ProgressBar.ForStandardError(progress));
+        var (pluginRun, trainable, routesText) = ModelEvaluation.EvaluatePlugin(baseFolder, training.PluginFolder, visionFolder, null, benches, evalOptions, ProgressBar.ForStandardError(progress));
         if (training.BaseFolder is not null) trainable += DecoderModel.Inspect(baseFolder).ParameterCount;
         var entry = new ReportEntry(variant.Name, trainable, FolderBytes(training.PluginFolder, "*"), textRun, pluginRun);
         return Row(variant.Name, recipe.Design, trainable, training.Elapsed, training.Steps, entry, routesText);

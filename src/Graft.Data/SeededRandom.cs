@@ -1,4 +1,4 @@
-namespace Graft.Training.Data;
+namespace Graft.Data;
 
 /// <summary>
 /// xoshiro256** seeded through SplitMix64 (Blackman and Vigna), written out here so generated data

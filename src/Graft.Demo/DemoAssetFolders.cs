@@ -1,7 +1,7 @@
 using System.Text.Json;
-using Graft.Training.Data;
+using Graft.Data;
 
-namespace Graft.Cli;
+namespace Graft.Demo;
 
 /// <summary>
 /// The demo's committed assets (see assets/demo/README.md): base/ (a Qwen2 folder with its tokenizer), vision/ (a CLIP
@@ -9,7 +9,7 @@ namespace Graft.Cli;
 /// choice/NAME, MMLU folders) and assets.json, from which the demo takes the shapes world's parameters so its scenes
 /// look like the ones the tower was trained on.
 /// </summary>
-internal sealed record DemoAssetFolders(
+public sealed record DemoAssetFolders(
     string Root, string Base, string Vision, IReadOnlyList<(string Name, string File)> FreeTests, IReadOnlyList<(string Name, string Folder)> ChoiceTests,
     ShapesWorldOptions Shapes)
 {

@@ -1,6 +1,7 @@
-using Graft.Training.Data;
+using Graft.Data;
+using Graft.Demo;
 
-namespace Graft.Tests.Training;
+namespace Graft.Tests.Demo;
 
 /// <summary>The demo's text world teaches every fact, keeps its test questions out of the training text, and is fixed by its parameters.</summary>
 public sealed class DemoTextWorldTests

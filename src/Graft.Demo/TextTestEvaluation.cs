@@ -1,9 +1,9 @@
+using Graft.Data;
 using Graft.Models.Llm;
 using Graft.Models.Tokenization;
-using Graft.Training;
-using Graft.Training.Data;
+using Graft.Eval;
 
-namespace Graft.Eval;
+namespace Graft.Demo;
 
 /// <summary>
 /// Scores a base model folder on a folder of text test sets as <see cref="DemoTextWorld.WriteTestSets"/> lays them out:

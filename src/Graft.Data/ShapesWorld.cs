@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Graft.Models.Imaging;
 
-namespace Graft.Training.Data;
+namespace Graft.Data;
 
 public enum ShapeKind { Circle, Square, Triangle, Diamond, Cross }
 

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 
-namespace Graft.Training.Data;
+namespace Graft.Data;
 
 /// <summary>One ScienceQA problem as problems.json holds it; <see cref="ImagePath"/> is resolved to images/{split}/{qid}/image.png.</summary>
 public sealed record ScienceQaProblem(

@@ -1,10 +1,11 @@
+using Graft.Data;
 using Graft.Models;
 using Graft.Models.Imaging;
 using Graft.Models.Vision;
 using Graft.Tensors;
-using Graft.Training.Data;
+using Graft.Training;
 
-namespace Graft.Training;
+namespace Graft.Demo;
 
 /// <summary>Held-out accuracies of the temporary head, in [0, 1], each over what its question needs.</summary>
 /// <param name="Shape">Shapes whose kind is named right from the patches they cover ("What shape is at the top left?").</param>

@@ -1,9 +1,9 @@
 using System.Text.Json;
 
-namespace Graft.Training.Data;
+namespace Graft.Data;
 
 /// <summary>One JSON object being read as a record: every failure becomes a <see cref="DataFormatException"/> at its place.</summary>
-internal readonly struct JsonRecord(string file, string location, JsonElement element)
+public readonly struct JsonRecord(string file, string location, JsonElement element)
 {
     public string File { get; } = file;
     public string Location { get; } = location;
@@ -57,7 +57,7 @@ internal readonly struct JsonRecord(string file, string location, JsonElement el
 }
 
 /// <summary>Parses whole JSON files and JSONL lines, naming the line of a syntax error.</summary>
-internal static class JsonFiles
+public static class JsonFiles
 {
     private static readonly JsonDocumentOptions Options = new() { AllowTrailingCommas = false, CommentHandling = JsonCommentHandling.Disallow };
 

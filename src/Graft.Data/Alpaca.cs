@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Graft.Training.Data;
+namespace Graft.Data;
 
 /// <summary>One instruction example; the loss is on <see cref="Output"/> only, as for an assistant turn.</summary>
 public sealed record AlpacaExample(string Instruction, string Input, string Output)

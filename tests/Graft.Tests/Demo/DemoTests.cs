@@ -1,10 +1,11 @@
 using System.Text.Json;
 using Graft.Cli;
+using Graft.Demo;
 using Graft.Tests.Eval;
 using Graft.Tests.Support;
 using Xunit;
 
-namespace Graft.Tests.Training;
+namespace Graft.Tests.Demo;
 
 public class DemoTests
 {

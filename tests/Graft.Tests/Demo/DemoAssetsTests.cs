@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Graft.Data;
+using Graft.Demo;
 using Graft.Eval;
 using Graft.Models;
 using Graft.Models.Chat;
@@ -7,9 +9,8 @@ using Graft.Models.Tokenization;
 using Graft.Models.Vision;
 using Graft.Plugins;
 using Graft.Training;
-using Graft.Training.Data;
 
-namespace Graft.Tests.Training;
+namespace Graft.Tests.Demo;
 
 /// <summary>The committed demo assets (assets/demo, copied beside the tests) load and agree with their assets.json.</summary>
 public sealed class DemoAssetsTests

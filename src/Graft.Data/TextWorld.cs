@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 
-namespace Graft.Training.Data;
+namespace Graft.Data;
 
 /// <summary>A fictional city and its facts.</summary>
 public sealed record City(string Name, string Country, string River, int Founded, string KnownFor)

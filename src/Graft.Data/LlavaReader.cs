@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Graft.Training.Data;
+namespace Graft.Data;
 
 /// <summary>
 /// Reads LLaVA conversation data: a JSON array or JSONL of

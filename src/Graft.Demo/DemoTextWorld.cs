@@ -1,7 +1,8 @@
 using System.Globalization;
 using System.Text;
+using Graft.Data;
 
-namespace Graft.Training.Data;
+namespace Graft.Demo;
 
 /// <summary>
 /// What fixes the demo's worlds: the knowledge base (seed and size) and the shapes scenes whose descriptions the base
