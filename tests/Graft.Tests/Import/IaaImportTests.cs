@@ -75,7 +75,7 @@ public sealed class IaaImportTests
             [KeyValuePair.Create("llava", llava.PluginFolder), KeyValuePair.Create("iaa", iaa.PluginFolder), KeyValuePair.Create("grounding", Path.Combine(iaa.Output, "iaa-grounding.graft"))];
         await using var engine = ChatEngine.Open(iaa.BaseFolder, plugins, iaa.VisionFolder, new ServingOptions { ContextLength = 256 }, "chatml");
         using var client = new GraftChatClient(engine);
-        Assert.Equal(["base", "base+llava", "base+iaa", "base+grounding"], engine.ModelIds);
+        Assert.Equal(["base", "base+grounding", "base+iaa", "base+llava"], engine.ModelIds.Order(StringComparer.Ordinal));
         var image = ImageDecoder.Load(Path.Combine(GoldenCase.Folder("import/llava"), "image.png"));
         var options = new SamplingOptions { MaxTokens = 6, Temperature = 0f };
         foreach (var (name, folder) in plugins)
