@@ -8,7 +8,7 @@ namespace Graft.Benchmarking;
 
 /// <summary>
 /// `graft bench jpeg [FILES or FOLDERS]`: JPEG decode time per file, Graft's ImageDecoder.Decode beside PIL's
-/// Image.open().load() (libjpeg-turbo with its SIMD paths; tools/bench/jpeg_peer.py), both single-threaded, in
+/// Image.open().load() (libjpeg-turbo with its SIMD paths; tools/bench/jpeg_decode_peer.py), both single-threaded, in
 /// interleaved rounds, with the ratio PIL time / Graft time (above 1: Graft is faster), its median and worst over the
 /// files, and the load average. Default corpus: the JPEG wallpapers Debian's gnome-backgrounds and mate-backgrounds install.
 /// </summary>
@@ -61,7 +61,7 @@ internal static class JpegBench
                 }
             }
             var request = new JsonObject { ["files"] = new JsonArray(files.Select(f => (JsonNode)f.Path).ToArray()), ["repeats"] = repeats };
-            using var peer = PythonPeer.Run("jpeg_peer.py", request, "PIL", out var problem);
+            using var peer = PythonPeer.Run("jpeg_decode_peer.py", request, "PIL", out var problem);
             if (peer is null)
             {
                 Console.Error.WriteLine($"PIL peer: {problem}");
