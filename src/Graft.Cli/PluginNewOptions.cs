@@ -98,7 +98,9 @@ public sealed record PluginNewSettings(string Design, string BaseFolder, string?
 
     private IVisionFrontEnd FrontEnd()
     {
-        string spec = Vision ?? PluginNewOptions.DefaultVision;
+        // Never a silent default: a plug-in trained on a parameter-free front end is not what anyone asks for by omission.
+        string spec = Vision ?? throw new ArgumentException(
+            $"--vision: a {Design} plug-in sees through a vision front end; give a CLIP/SigLIP folder (--vision DIR), or {PatchPixelsFrontEnd.KindName}:GRID:CELLS for a parameter-free one (experiments only)");
         bool isFolder = !spec.StartsWith(PatchPixelsFrontEnd.KindName, StringComparison.Ordinal);
         return Design == Mma.DesignName && isFolder ? MmaVision(spec) : FrontEndFor(spec, isFolder);
     }
@@ -262,11 +264,9 @@ public sealed record PluginNewSettings(string Design, string BaseFolder, string?
 /// <summary>The command-line options of `graft plugin new`, read into <see cref="PluginNewSettings"/>.</summary>
 internal sealed class PluginNewOptions
 {
-    public const string DefaultVision = "patch-pixels:4:2";
-
     private readonly Option<string> _design = new("--design") { Description = $"The design: {string.Join(", ", PluginFile.Designs)}", Required = true };
     private readonly Option<string> _base = new("--base") { Description = "The base model folder (Hugging Face); only read", Required = true };
-    private readonly Option<string?> _vision = new("--vision") { Description = $"The vision front end: a CLIP/SigLIP folder or patch-pixels:GRID:CELLS (default {DefaultVision}); not for visual-experts" };
+    private readonly Option<string?> _vision = new("--vision") { Description = "The vision front end (required but for visual-experts): a CLIP/SigLIP folder, or patch-pixels:GRID:CELLS (parameter-free, for experiments)" };
     private readonly Option<string> _output = new("--out") { Description = "The plug-in folder to write (NAME.graft)", Required = true };
     private readonly Option<int> _seed = new("--seed") { Description = "Seed of the initialisation", DefaultValueFactory = _ => 0 };
     private readonly Option<int?> _featureLayer = new("--feature-layer") { Description = "bridge, inner-adaptor, wings: the tower's hidden state read (default -2, LLaVA's and WINGS' 'without the last layer')" };

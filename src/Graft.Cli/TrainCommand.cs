@@ -22,7 +22,7 @@ public static class TrainCommand
     {
         var recipe = new Option<string?>("--recipe") { Description = $"A recipe file, or preset:NAME ({string.Join(", ", Recipe.PresetNames)})" };
         var model = new Option<string?>("--model") { Description = "The base model folder (Hugging Face); only read" };
-        var vision = new Option<string?>("--vision") { Description = $"The vision front end, as plugin new takes it: a CLIP/SigLIP folder or patch-pixels:GRID:CELLS (default {PluginNewOptions.DefaultVision}); none for visual-experts" };
+        var vision = new Option<string?>("--vision") { Description = "The vision front end, as plugin new takes it (required but for visual-experts): a CLIP/SigLIP folder, or patch-pixels:GRID:CELLS (parameter-free, for experiments)" };
         var data = new Option<string[]>("--data") { Description = $"KIND:PATH[:SPLIT][@WEIGHT], repeatable; replaces the recipe's data sources (kinds: {string.Join(", ", DataSourceSpec.Kinds)})" };
         var output = new Option<string?>("--out") { Description = "The run folder: recipe.json, metrics.jsonl, checkpoints/ and NAME.graft" };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint" };

@@ -27,9 +27,11 @@ public static class PluginFile
     /// Writes <paramref name="plugin"/> to <paramref name="folder"/> (created if needed); returns the manifest as written.
     /// <paramref name="training"/>, when given, is the provenance plugin.json records instead of the plug-in's own (a trainer's
     /// account of how it was trained); <paramref name="savedFor"/> the base it is saved for instead of the one it was made on
-    /// (Bridge's full mode trains the LLM with the projector, so the projector belongs to the new base).
+    /// (Bridge's full mode trains the LLM with the projector, so the projector belongs to the new base);
+    /// <paramref name="chatTemplate"/> the chat template its conversations were trained in, instead of the one it records.
     /// </summary>
-    public static PluginManifest Save(IPlugin plugin, string folder, System.Text.Json.Nodes.JsonObject? training = null, BaseDescription? savedFor = null)
+    public static PluginManifest Save(IPlugin plugin, string folder, System.Text.Json.Nodes.JsonObject? training = null, BaseDescription? savedFor = null,
+        RecordedChatTemplate? chatTemplate = null)
     {
         ArgumentNullException.ThrowIfNull(plugin);
         ArgumentException.ThrowIfNullOrEmpty(folder);
@@ -44,6 +46,7 @@ public static class PluginFile
         {
             Training = training ?? plugin.Manifest.Training,
             Base = savedFor ?? plugin.Manifest.Base,
+            ChatTemplate = chatTemplate ?? plugin.Manifest.ChatTemplate,
             TensorParts = plugin.Parameters.GroupBy(p => p.Part).ToDictionary(g => g.Key, g => g.Select(p => p.Name).ToArray()),
             TensorsSha256 = Sha256OfFile(tensorsPath),
         };

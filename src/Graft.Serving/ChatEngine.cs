@@ -26,10 +26,9 @@ public sealed class ChatEngine : IAsyncDisposable
 
     private readonly PluginHost _host;
     private readonly Tokenizer _tokenizer;
-    private readonly ChatTemplate _template;
     private readonly GenerationConfig _generation;
     private readonly IReadOnlySet<int> _eos;
-    private readonly Dictionary<string, (string? Plugin, PluginSession Session)> _models;
+    private readonly Dictionary<string, (string? Plugin, PluginSession Session, ChatTemplate Template)> _models;
     private readonly IDisposable? _owned;
     private readonly ILogger _logger;
     private readonly object _lock = new();
@@ -56,22 +55,23 @@ public sealed class ChatEngine : IAsyncDisposable
         options.Validate();
         _host = host;
         _tokenizer = tokenizer;
-        _template = template;
         _generation = generation;
         _eos = TextGenerator.EosTokensOf(tokenizer, generation.EosTokenIds);
         _owned = owned;
         _logger = logger ?? NullLogger.Instance;
         Options = options;
         BaseName = baseName;
-        _models = new Dictionary<string, (string?, PluginSession)>(StringComparer.Ordinal)
+        _models = new Dictionary<string, (string?, PluginSession, ChatTemplate)>(StringComparer.Ordinal)
         {
-            [baseName] = (null, new PluginSession(host, null, options.ContextLength)),
+            [baseName] = (null, new PluginSession(host, null, options.ContextLength), template),
         };
         foreach (var name in host.PluginNames.Order(StringComparer.Ordinal))
         {
             if (name.Length == 0 || name.Contains(PluginSeparator) || name.Any(char.IsWhiteSpace))
                 throw new ArgumentException($"plug-in name '{name}' must be non-empty, without spaces or '{PluginSeparator}'");
-            _models[baseName + PluginSeparator + name] = (name, new PluginSession(host, name, options.ContextLength));
+            // A plug-in's requests are laid out in the chat template it was trained in; the base keeps its own.
+            _models[baseName + PluginSeparator + name] = (name, new PluginSession(host, name, options.ContextLength),
+                PluginDeployment.TemplateFor(host.Plugin(name), template, tokenizer));
         }
         ContextLength = _models[baseName].Session.MaxSequenceLength;
         ModelIds = [.. _models.Keys];
@@ -86,8 +86,10 @@ public sealed class ChatEngine : IAsyncDisposable
     /// <summary>
     /// Opens the checkpoint of <paramref name="modelFolder"/> (weights, tokenizer, chat template, generation defaults) with
     /// each plug-in folder attached under its name; the base's id is <see cref="ServingOptions.Name"/> or the folder's name.
+    /// Each plug-in's tower is the folder its plugin.json records unless <paramref name="vision"/> names another (a folder
+    /// given as a string is for every plug-in made with a tower; see <see cref="PluginDeployment.Open"/>).
     /// </summary>
-    public static ChatEngine Open(string modelFolder, IReadOnlyList<KeyValuePair<string, string>> plugins, string? visionFolder,
+    public static ChatEngine Open(string modelFolder, IReadOnlyList<KeyValuePair<string, string>> plugins, VisionOverrides? vision,
         ServingOptions? options = null, string? templateName = null, ILogger? logger = null)
     {
         options ??= new ServingOptions();
@@ -95,7 +97,7 @@ public sealed class ChatEngine : IAsyncDisposable
         var tokenizer = Tokenizer.FromFolder(modelFolder);
         var template = ChatTemplates.ForCheckpoint(modelFolder, tokenizer, templateName);
         var generation = GenerationConfig.FromFolder(modelFolder);
-        var deployment = PluginDeployment.Open(modelFolder, plugins, visionFolder);
+        var deployment = PluginDeployment.Open(modelFolder, plugins, vision);
         try
         {
             string name = options.Name ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelFolder)));
@@ -126,6 +128,13 @@ public sealed class ChatEngine : IAsyncDisposable
 
     /// <summary>Requests in the running batch.</summary>
     public int Running => Volatile.Read(ref _running);
+
+    /// <summary>The chat template requests to <paramref name="modelId"/> are laid out with: a plug-in's own (the one it was trained in), or the base's.</summary>
+    public ChatTemplate TemplateOf(string modelId)
+    {
+        PluginOf(modelId);
+        return _models[modelId].Template;
+    }
 
     /// <summary>Whether <paramref name="modelId"/> takes images (a plug-in that can encode pixels).</summary>
     public bool CanSee(string modelId) => PluginOf(modelId) is { } name && _host.Plugin(name).CanEncodePixels;
@@ -233,14 +242,15 @@ public sealed class ChatEngine : IAsyncDisposable
             messages.Add(new ChatMessage(turn.Role, turn.Text));
             images.Add(turn.Images);
         }
+        var template = _models[request.Model].Template;
         try
         {
-            var prompt = PluginDeployment.ChatPrompt(plugin is null ? null : _host.Plugin(plugin), _tokenizer, _template, messages, images);
+            var prompt = PluginDeployment.ChatPrompt(plugin is null ? null : _host.Plugin(plugin), _tokenizer, template, messages, images);
             return (prompt, prompt.HasImage ? null : prompt.Parts.Sum(p => ((TextPart)p).Ids.Length));
         }
         catch (ArgumentException e)
         {
-            throw ChatRequestException.Invalid($"the conversation does not fit the {_template.Name} chat template: {e.Message}", param);
+            throw ChatRequestException.Invalid($"the conversation does not fit the {template.Name} chat template: {e.Message}", param);
         }
     }
 

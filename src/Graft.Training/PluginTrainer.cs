@@ -105,6 +105,7 @@ public static class PluginTrainer
         /// <summary>Every trainable tensor's name, for the optimiser's state.</summary>
         private Dictionary<Tensor, string> _names = null!;
         private double _secondsBefore;
+        private string? _sourceFingerprint;
         private int _totalSteps;
         private int _stepsThisSession;
 
@@ -471,6 +472,15 @@ public static class PluginTrainer
             }).ToArray()),
             ["skipped"] = state.Skipped,
             ["truncated"] = state.Truncated,
+            ["new_base"] = _baseParameters.Count == 0 ? null : new JsonObject
+            {
+                // Bridge's full mode: the plug-in belongs to the LLM trained with it, written beside it.
+                ["folder"] = Path.GetFullPath(Path.Combine(RunFolder, TrainingCheckpoint.BaseFolderName)),
+                ["trained_parameters"] = _baseParameters.Sum(p => (long)p.Tensor.Length),
+                ["trained_in_stages"] = new JsonArray(_recipe.Stages.Where(st => st.Trainable.WholeBase).Select(st => (JsonNode?)st.Name).ToArray()),
+                ["from_folder"] = Base.Folder.Length > 0 ? Path.GetFullPath(Base.Folder) : null,
+                ["from_fingerprint"] = _sourceFingerprint ??= BaseFingerprint.Of(Base),
+            },
         };
 
         private static bool IsWithin(string path, string folder)
