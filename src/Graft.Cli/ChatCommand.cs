@@ -90,7 +90,7 @@ public static class ChatCommand
                 if (parseResult.GetValue(topK) is { } k) options = options with { TopK = k };
                 options.Validate();
                 var session = new Session(reader, output, error, tokenizer, config, options, parseResult.GetValue(seed), parseResult.GetValue(system),
-                    interrupts ?? ChatInterrupts.Console());
+                    interrupts ?? (input is null ? ChatInterrupts.Console() : new ChatInterrupts()));
                 if (parseResult.GetValue(plugin) is { } pluginFolder)
                 {
                     using var deployment = PluginDeployment.Open(folder, [KeyValuePair.Create(GenerateCommand.PluginName, pluginFolder)], parseResult.GetValue(vision));
