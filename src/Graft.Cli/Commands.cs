@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Graft.Benchmarking;
 using Graft.Models.Generation;
 
 namespace Graft.Cli;

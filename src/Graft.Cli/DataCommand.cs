@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Graft.Training.Data;
+using Graft.Data;
 
 namespace Graft.Cli;
 

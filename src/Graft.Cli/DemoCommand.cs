@@ -1,6 +1,5 @@
 using System.CommandLine;
-using Graft.Eval;
-using Graft.Training;
+using Graft.Demo;
 
 namespace Graft.Cli;
 
@@ -70,15 +69,11 @@ internal static class DemoCommand
     /// <summary>`graft demo --rebuild-assets [--assets DIR] [--seed S]`: the base model and vision tower from scratch, timed.</summary>
     private static int RebuildAssets(string folder, int seed, TextWriter stdout, TextWriter stderr, CancellationToken cancellation)
     {
-        var options = new DemoAssetsOptions
-        {
-            EvaluateText = (baseFolder, tests, token) => TextTestEvaluation.Score(baseFolder, tests, cancellationToken: token),
-        };
         return EvalCommand.Guarded("demo --rebuild-assets", stderr, () =>
         {
             try
             {
-                var report = DemoAssets.Build(folder, seed, new Progress<DemoAssetsProgress>(p => stdout.WriteLine($"[{p.Stage}] {p.Message}")), cancellation, options);
+                var report = DemoAssets.Build(folder, seed, new Progress<DemoAssetsProgress>(p => stdout.WriteLine($"[{p.Stage}] {p.Message}")), cancellation);
                 stdout.WriteLine();
                 foreach (var (part, time) in report.Times) stdout.WriteLine($"{part,-11} {time.TotalSeconds,7:F1} s");
                 stdout.WriteLine($"{"total",-11} {report.Total.TotalSeconds,7:F1} s");

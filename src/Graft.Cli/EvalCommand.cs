@@ -1,11 +1,11 @@
 using System.CommandLine;
+using Graft.Data;
 using Graft.Eval;
 using Graft.Models.Imaging;
 using Graft.Models.Llm;
 using Graft.Models.Tokenization;
 using Graft.Plugins;
 using Graft.Tensors.SafeTensors;
-using Graft.Training.Data;
 
 namespace Graft.Cli;
 
@@ -37,38 +37,13 @@ public static class EvalCommand
                 var pluginFolder = parse.GetValue(plugin);
                 var route = parse.GetValue(textRoute);
                 if (pluginFolder is null && route == TextRoute.Plugin) throw new ArgumentException("--text-route plugin needs --plugin");
-                var run = pluginFolder is null ? Evaluate(folder, benches, evalOptions, progress)
-                    : EvaluatePlugin(folder, pluginFolder, vision, route, benches, evalOptions, progress).Run;
+                var run = pluginFolder is null ? ModelEvaluation.Evaluate(folder, benches, evalOptions, progress)
+                    : ModelEvaluation.EvaluatePlugin(folder, pluginFolder, vision, route, benches, evalOptions, progress).Run;
                 output.Write(parse.GetValue(json) ? run.ToJson() : run.Format());
                 return 0;
             });
         });
         return command;
-    }
-
-    /// <summary>Loads the base and its tokenizer and runs every benchmark on the base route.</summary>
-    public static EvalRun Evaluate(string folder, IReadOnlyList<BenchSpec> benches, EvalOptions options, ProgressBar? progress)
-    {
-        using var model = DecoderModel.Load(folder);
-        var scorer = new DecoderScoringModel(model, Tokenizer.FromFolder(folder));
-        return EvalRun.Run(folder, scorer, benches, options, progress);
-    }
-
-    /// <summary>
-    /// Loads the base, the plug-in (with the vision front end its manifest names: a tower is opened from
-    /// <paramref name="visionFolder"/>) and runs every benchmark through it.
-    /// </summary>
-    public static (EvalRun Run, long TrainableParameters, bool CanRouteText) EvaluatePlugin(
-        string folder, string pluginFolder, string? visionFolder, TextRoute? textRoute, IReadOnlyList<BenchSpec> benches, EvalOptions options, ProgressBar? progress)
-    {
-        using var model = DecoderModel.Load(folder);
-        using var vision = PluginDeployment.LoadPlugin(model, pluginFolder, visionFolder, out var plugin) as IDisposable;
-        var route = textRoute ?? (plugin.CanRouteText ? TextRoute.Plugin : TextRoute.Base);
-        var host = new PluginHost(model);
-        string name = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(pluginFolder));
-        host.Attach(name, plugin, route);
-        var scorer = new PluginScoringModel(host, name, Tokenizer.FromFolder(folder), route);
-        return (EvalRun.Run(folder, scorer, benches, options, progress), plugin.Parameters.Sum(p => (long)p.Tensor.Length), plugin.CanRouteText);
     }
 
     /// <summary>Options `eval` and `report` share, read and checked in one place.</summary>

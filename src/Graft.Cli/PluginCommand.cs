@@ -10,7 +10,7 @@ namespace Graft.Cli;
 
 /// <summary>
 /// `graft plugin new --design bridge|mma|inner-adaptor|wings|visual-experts --base DIR [--vision SPEC] --out NAME.graft [--seed S]
-/// [design options]` (<see cref="PluginNewOptions"/>) and `graft plugin inspect NAME.graft`; also the plug-in side of
+/// [design options]` (<see cref="PluginNewCommandOptions"/>) and `graft plugin inspect NAME.graft`; also the plug-in side of
 /// `graft logits --plugin [--vision DIR]`. SPEC is patch-pixels:GRID:CELLS or a CLIP/SigLIP folder (LLaVA's features:
 /// layer -2 without the class token, images padded to square; MMA: class tokens, with its ViT adapters on a CLIP
 /// folder); a plug-in made with a tower is loaded again with --vision naming that tower's folder.
@@ -27,7 +27,7 @@ public static class PluginCommand
 
     private static Command CreateNew()
     {
-        var options = new PluginNewOptions();
+        var options = new PluginNewCommandOptions();
         var command = new Command("new", "Create an untrained plug-in for a base, initialised as its paper says; design options default to the paper's values, scaled to the base");
         options.AddTo(command);
         command.SetAction(parseResult => Guarded(parseResult.InvocationConfiguration.Error, () =>

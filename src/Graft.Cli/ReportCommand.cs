@@ -26,11 +26,11 @@ public static class ReportCommand
             return EvalCommand.Guarded("report", error, () =>
             {
                 var (folder, benches, evalOptions, progress, vision) = options.Read(parse, error);
-                var run = EvalCommand.Evaluate(folder, benches, evalOptions, progress);
+                var run = ModelEvaluation.Evaluate(folder, benches, evalOptions, progress);
                 var entries = new List<ReportEntry> { new("base", 0, FolderBytes(folder, "*.safetensors"), run, null) };
                 foreach (var pluginFolder in parse.GetValue(plugins) ?? [])
                 {
-                    var (pluginRun, trainable, _) = EvalCommand.EvaluatePlugin(folder, pluginFolder, vision, null, benches, evalOptions, progress);
+                    var (pluginRun, trainable, _) = ModelEvaluation.EvaluatePlugin(folder, pluginFolder, vision, null, benches, evalOptions, progress);
                     string name = Path.GetFileName(Path.TrimEndingDirectorySeparator(pluginFolder));
                     entries.Add(new ReportEntry(name, trainable, FolderBytes(pluginFolder, "*"), run, pluginRun));
                 }

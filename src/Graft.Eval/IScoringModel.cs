@@ -7,12 +7,12 @@ namespace Graft.Eval;
 /// </summary>
 public sealed record EvalPrompt(string Text, IReadOnlyList<string> ImagePaths)
 {
-    public const string ImagePlaceholder = Graft.Training.Data.PromptFormats.ImagePlaceholder;
+    public const string ImagePlaceholder = Graft.Data.PromptFormats.ImagePlaceholder;
 
     public static EvalPrompt TextOnly(string text) => new(text, []);
 
-    /// <summary>The request of a shared layout (<see cref="Graft.Training.Data.PromptFormats"/>); its targets, if any, are not part of a request.</summary>
-    public static EvalPrompt From(Graft.Training.Data.FormattedPrompt prompt) => new(prompt.Text, prompt.ImagePaths);
+    /// <summary>The request of a shared layout (<see cref="Graft.Data.PromptFormats"/>); its targets, if any, are not part of a request.</summary>
+    public static EvalPrompt From(Graft.Data.FormattedPrompt prompt) => new(prompt.Text, prompt.ImagePaths);
 
     public bool HasImages => ImagePaths.Count > 0;
 }

@@ -1,5 +1,5 @@
 using System.Text;
-using Graft.Training.Data;
+using Graft.Data;
 
 namespace Graft.Eval;
 

@@ -34,7 +34,7 @@ public sealed record VisualExpertsOptions
 
 /// <summary>
 /// Visual Experts: Mono-InternVL (Luo et al., "Mono-InternVL: Pushing the Boundaries of Monolithic Multimodal Large
-/// Language Models with Endogenous Visual Pre-training", arXiv 2410.08202), SEEDS.md section 5.
+/// Language Models with Endogenous Visual Pre-training", arXiv 2410.08202), docs/designs.md section 5.
 /// </summary>
 /// <remarks>
 /// No vision encoder. Each 448 x 448 tile of InternVL's dynamic tiling (i x j tiles, i·j &lt;= max_num, closest to the

@@ -65,7 +65,7 @@ public sealed record WingsOptions
 /// Router init: W_r = 0, b_r = 0, so (w_v, w_t) = (0.5, 0.5) at the start (documented choice; the paper gives none).
 /// With B = 0, H' = H exactly at initialisation: the multimodal stream is the base's on the same input embeddings.
 /// Rank: r = 64 at d = 4096 (16·d·r = 4.2M per layer), scaled as r = max(4, d / 64) for smaller bases.
-/// Training (SEEDS.md): stage 1 projector + visual learners, stage 2 textual learners + router; the parts are named so.
+/// Training (docs/designs.md): stage 1 projector + visual learners, stage 2 textual learners + router; the parts are named so.
 /// Text-only requests go to the base unless attached with <see cref="TextRoute.Plugin"/>, which runs them through the
 /// textual learners and the router as the authors do (the visual learner gives 0 there).
 /// A cached decode keeps F_img, F_txt's learner keys and values and the positions' modality in the request's hooks,

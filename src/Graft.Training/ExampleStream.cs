@@ -1,4 +1,4 @@
-using Graft.Training.Data;
+using Graft.Data;
 
 namespace Graft.Training;
 

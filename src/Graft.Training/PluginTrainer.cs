@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using Graft.Data;
 using Graft.Models.Imaging;
 using Graft.Models.Llm;
 using Graft.Models.Tokenization;
@@ -7,7 +8,6 @@ using Graft.Plugins;
 using Graft.Tensors;
 using Graft.Tensors.Optim;
 using Graft.Tensors.SafeTensors;
-using Graft.Training.Data;
 
 namespace Graft.Training;
 

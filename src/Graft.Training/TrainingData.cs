@@ -1,6 +1,6 @@
+using Graft.Data;
 using Graft.Models.Tokenization;
 using Graft.Plugins;
-using Graft.Training.Data;
 
 namespace Graft.Training;
 

@@ -1,4 +1,4 @@
-"""Golden cases for the plug-in designs (tests/Graft.Tests/Golden/plugins/), written from SEEDS.md's equations.
+"""Golden cases for the plug-in designs (tests/Graft.Tests/Golden/plugins/), written from docs/designs.md's equations.
 
 Bridge (LLaVA-1.5 mlp2x_gelu projector): H_v = W2 . GELU(W1 . Z_v + b1) + b2, GELU in its erf form (nn.GELU()).
 Computed in float64, stored as float32; gradients are those of sum(H_v * upstream).

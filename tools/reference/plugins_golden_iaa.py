@@ -1,4 +1,4 @@
-"""Golden cases for IAA, the Inner-Adaptor Architecture (tests/Graft.Tests/Golden/plugins_iaa/), from SEEDS.md section 3.
+"""Golden cases for IAA, the Inner-Adaptor Architecture (tests/Graft.Tests/Golden/plugins_iaa/), from docs/designs.md section 3.
 
 On the committed tiny Qwen2 base (tests/Graft.Tests/Golden/llm/models/qwen2: 2 layers, hidden 64, tied head):
     H_v = W2 . GELU(W1 . Z_v + b1) + b2                      (mlp2x_gelu, GELU in its erf form)

@@ -1,4 +1,4 @@
-"""Golden cases for MMA / LaVIN (tests/Graft.Tests/Golden/plugins_mma/), written from SEEDS.md section 2.
+"""Golden cases for MMA / LaVIN (tests/Graft.Tests/Golden/plugins_mma/), written from docs/designs.md section 2.
 
 RepAdapter with router on a stream X [T, W] (B, D: 1x1 conv1d with `groups` groups, as LaVIN's conv_B / conv_D):
     w  = softmax((W_r X[0] + b_r) / tau)

@@ -1,4 +1,4 @@
-"""Golden cases for the Visual Experts design (Mono-InternVL, SEEDS.md section 5), written from the paper's equations.
+"""Golden cases for the Visual Experts design (Mono-InternVL, docs/designs.md section 5), written from the paper's equations.
 
 ffn_by_token: the FFN term of one layer with a token mask m (1 for IMG_CONTEXT), computed densely as the paper writes it:
     FFN_t(n) (1 - m) + FFN_ve(n) m,   FFN(x) = down(silu(gate(x)) * up(x)),

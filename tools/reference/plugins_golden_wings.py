@@ -1,4 +1,4 @@
-"""Golden cases for WINGS (tests/Graft.Tests/Golden/plugins_wings/), written from SEEDS.md section 4.
+"""Golden cases for WINGS (tests/Graft.Tests/Golden/plugins_wings/), written from docs/designs.md section 4.
 
 One layer's branch beside attention, given H = h + Attn(LN1(h)) and the main attention's weights P [1, Hb, T, Tk]:
     O_v = LoRRA_v(Q from H, K = V = F_img)            no mask

@@ -36,7 +36,7 @@ internal static class JpegDecoder
         public Component[] Components = [];
     }
 
-    public static RgbImage Decode(ReadOnlySpan<byte> data, DecodeOptions options, string? source)
+    public static RgbImage Decode(ReadOnlySpan<byte> data, DecodeOptions options, string? source, CancellationToken cancellationToken)
     {
         var quant = new ushort[4][];
         var dcTables = new HuffmanTable?[4];
@@ -87,10 +87,11 @@ internal static class JpegDecoder
                 case 0xDA:
                     if (frame is null)
                         throw new ImageFormatException("SOS before SOF", source, markerOffset);
+                    cancellationToken.ThrowIfCancellationRequested();
                     if (++scans > MaxScans)
                         throw new ImageFormatException($"more than {MaxScans} scans", source, markerOffset);
                     var scan = ReadScanHeader(body, frame, dcTables, acTables, source, bodyOffset);
-                    pos = new ScanDecoder(data, pos, frame, scan, restartInterval, source).Run();
+                    pos = new ScanDecoder(data, pos, frame, scan, restartInterval, source, cancellationToken).Run();
                     break;
                 case 0xDC:
                     throw new ImageFormatException("DNL marker (height defined after the first scan) is not supported", source, markerOffset);
@@ -122,7 +123,10 @@ internal static class JpegDecoder
 
         var planes = new byte[frame.Components.Length][];
         for (int i = 0; i < planes.Length; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
             planes[i] = JpegIdct.Plane(frame.Components[i].Coefficients, frame.Components[i].BlocksPerLine, frame.Components[i].BlocksPerColumn, quant[frame.Components[i].QuantTable]);
+        }
         var colour = ChooseColourSpace(frame, sawJfif, sawAdobe, adobeTransform);
         var pixels = JpegColour.ToRgb(frame.Width, frame.Height, frame.MaxH, frame.MaxV,
             frame.Components.Select((c, i) => new JpegColour.Plane(planes[i], c.BlocksPerLine * 8, c.Width, c.Height, c.H, c.V)).ToArray(),
@@ -308,11 +312,13 @@ internal static class JpegDecoder
         private readonly Scan _scan;
         private readonly int _restartInterval;
         private readonly string? _source;
+        private readonly CancellationToken _cancellationToken;
         private BitReader _bits;
         private int _eobRun;
 
-        public ScanDecoder(ReadOnlySpan<byte> data, int start, Frame frame, Scan scan, int restartInterval, string? source)
+        public ScanDecoder(ReadOnlySpan<byte> data, int start, Frame frame, Scan scan, int restartInterval, string? source, CancellationToken cancellationToken)
         {
+            _cancellationToken = cancellationToken;
             _data = data;
             _frame = frame;
             _scan = scan;
@@ -346,6 +352,8 @@ internal static class JpegDecoder
                     continue;
                 }
                 int ux = (int)(unit % unitsX), uy = (int)(unit / unitsX);
+                if (ux == 0)
+                    _cancellationToken.ThrowIfCancellationRequested();
                 if (single)
                     DecodeBlock(only, 0, uy * only.BlocksPerLine + ux);
                 else

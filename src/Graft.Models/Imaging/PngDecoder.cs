@@ -22,7 +22,7 @@ internal static class PngDecoder
         public int BitsPerPixel => Channels * BitDepth;
     }
 
-    public static RgbImage Decode(ReadOnlySpan<byte> data, DecodeOptions options, string? source)
+    public static RgbImage Decode(ReadOnlySpan<byte> data, DecodeOptions options, string? source, CancellationToken cancellationToken)
     {
         Header? header = null;
         byte[]? palette = null; // RGB triples
@@ -99,7 +99,8 @@ internal static class PngDecoder
         if (h.ColorType == 3 && palette is null)
             throw new ImageFormatException("palette image without PLTE", source, firstIdatOffset);
 
-        byte[] raw = Inflate(compressed, ExpectedRawSize(h, source), source, firstIdatOffset);
+        CheckZlibHeader(compressed, source, firstIdatOffset + 8);
+        byte[] raw = Inflate(compressed, ExpectedRawSize(h, source), source, firstIdatOffset, cancellationToken);
         var pixels = new byte[checked(h.Width * h.Height * 3)];
         var target = new PixelWriter(h, palette, paletteAlpha, colourKey, options.Background, pixels, source, firstIdatOffset);
         if (h.Interlaced)
@@ -112,7 +113,7 @@ internal static class PngDecoder
                     continue;
                 int rowBytes = RowBytes(h, w);
                 int size = rows * (rowBytes + 1);
-                Unfilter(raw.AsSpan(offset, size), rows, rowBytes, h, source, firstIdatOffset);
+                Unfilter(raw.AsSpan(offset, size), rows, rowBytes, h, source, firstIdatOffset, cancellationToken);
                 for (int r = 0; r < rows; r++)
                     target.WriteRow(raw.AsSpan(offset + r * (rowBytes + 1) + 1, rowBytes), y0 + r * dy, x0, dx, w);
                 offset += size;
@@ -121,7 +122,7 @@ internal static class PngDecoder
         else
         {
             int rowBytes = RowBytes(h, h.Width);
-            Unfilter(raw, h.Height, rowBytes, h, source, firstIdatOffset);
+            Unfilter(raw, h.Height, rowBytes, h, source, firstIdatOffset, cancellationToken);
             for (int y = 0; y < h.Height; y++)
                 target.WriteRow(raw.AsSpan(y * (rowBytes + 1) + 1, rowBytes), y, 0, 1, h.Width);
         }
@@ -195,8 +196,26 @@ internal static class PngDecoder
         return total <= Array.MaxLength ? (int)total : throw new ImageFormatException("decompressed image is too large", source, 16);
     }
 
+    /// <summary>
+    /// The two-byte zlib header (RFC 1950): deflate with a window of at most 32 KiB, a valid check, and no preset
+    /// dictionary, which PNG forbids (ISO/IEC 15948 10.1) and which the inflater could not supply.
+    /// </summary>
+    private static void CheckZlibHeader(MemoryStream compressed, string? source, long offset)
+    {
+        if (compressed.Length < 2)
+            throw new ImageFormatException($"IDAT holds {compressed.Length} bytes, too few for a zlib header", source, offset);
+        var buffer = compressed.GetBuffer();
+        int cmf = buffer[0], flg = buffer[1];
+        if ((cmf & 15) != 8 || cmf >> 4 > 7)
+            throw new ImageFormatException($"zlib header 0x{cmf:X2}{flg:X2} is not deflate with a window of at most 32 KiB", source, offset);
+        if ((cmf * 256 + flg) % 31 != 0)
+            throw new ImageFormatException($"zlib header 0x{cmf:X2}{flg:X2} fails its check bits", source, offset);
+        if ((flg & 0x20) != 0)
+            throw new ImageFormatException("zlib stream asks for a preset dictionary, which PNG does not allow", source, offset + 1);
+    }
+
     /// <summary>Inflates exactly <paramref name="size"/> bytes; never reads more, so a zip bomb costs at most that.</summary>
-    private static byte[] Inflate(MemoryStream compressed, int size, string? source, long offset)
+    private static byte[] Inflate(MemoryStream compressed, int size, string? source, long offset, CancellationToken cancellationToken)
     {
         var raw = new byte[size];
         compressed.Position = 0;
@@ -206,14 +225,16 @@ internal static class PngDecoder
             using var zlib = new ZLibStream(compressed, CompressionMode.Decompress);
             while (filled < size)
             {
-                int n = zlib.Read(raw, filled, size - filled);
+                cancellationToken.ThrowIfCancellationRequested();
+                int n = zlib.Read(raw, filled, Math.Min(size - filled, 1 << 20));
                 if (n == 0)
                     break;
                 filled += n;
             }
         }
-        catch (InvalidDataException e)
+        catch (Exception e) when (e is InvalidDataException or IOException)
         {
+            // .NET reports a bad deflate stream as InvalidDataException, zlib-ng's own failures as ZLibException (an IOException).
             throw new ImageFormatException($"corrupt zlib stream in IDAT: {e.Message}", source, offset, e);
         }
         if (filled < size)
@@ -222,7 +243,7 @@ internal static class PngDecoder
     }
 
     /// <summary>Reverses the per-row filters in place; each row is its filter byte followed by rowBytes bytes.</summary>
-    private static void Unfilter(Span<byte> rows, int count, int rowBytes, Header h, string? source, long offset)
+    private static void Unfilter(Span<byte> rows, int count, int rowBytes, Header h, string? source, long offset, CancellationToken cancellationToken)
     {
         int bpp = Math.Max(1, h.BitsPerPixel / 8);
         int stride = rowBytes + 1;
@@ -231,6 +252,8 @@ internal static class PngDecoder
             var row = rows.Slice(r * stride + 1, rowBytes);
             var prior = r == 0 ? Span<byte>.Empty : rows.Slice((r - 1) * stride + 1, rowBytes);
             byte filter = rows[r * stride];
+            if ((r & 255) == 0)
+                cancellationToken.ThrowIfCancellationRequested();
             switch (filter)
             {
                 case 0:

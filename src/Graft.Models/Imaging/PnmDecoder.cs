@@ -7,6 +7,20 @@ namespace Graft.Models.Imaging;
 /// </summary>
 internal static class PnmDecoder
 {
+    public static bool HasSignature(ReadOnlySpan<byte> data) =>
+        data.Length >= 2 && data[0] == (byte)'P' && data[1] is (byte)'2' or (byte)'3' or (byte)'5' or (byte)'6';
+
+    /// <summary>The width and height fields, for the header probe.</summary>
+    public static (long Width, long Height) ReadDimensions(ReadOnlySpan<byte> data, string? source)
+    {
+        int pos = 2;
+        if (pos >= data.Length || !IsSpace(data[pos]))
+            throw new ImageFormatException("expected whitespace after the magic number", source, pos);
+        long width = ReadNumber(data, ref pos, source, "width");
+        long height = ReadNumber(data, ref pos, source, "height");
+        return (width, height);
+    }
+
     public static RgbImage Decode(ReadOnlySpan<byte> data, DecodeOptions options, string? source)
     {
         char kind = (char)data[1];

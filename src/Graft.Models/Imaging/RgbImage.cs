@@ -43,12 +43,26 @@ public sealed record ImageLimits
     public long MaxPixels { get; init; } = 64L << 20;
 }
 
-/// <summary>How to decode: the limits, and the background that alpha is composited onto (white by default).</summary>
+/// <summary>What happens to transparency when an image with alpha (or a transparent palette entry / colour key) becomes RGB.</summary>
+public enum AlphaHandling
+{
+    /// <summary>Alpha is dropped and the stored colour kept, as PIL's <c>convert("RGB")</c> (and so transformers) does.</summary>
+    Drop,
+
+    /// <summary>Colour is blended onto <see cref="DecodeOptions.Background"/> by alpha, rounded to nearest.</summary>
+    Composite,
+}
+
+/// <summary>How to decode: the limits, what happens to alpha, and EXIF orientation.</summary>
 public sealed record DecodeOptions
 {
     public static DecodeOptions Default { get; } = new();
 
     public ImageLimits Limits { get; init; } = ImageLimits.Default;
+
+    public AlphaHandling Alpha { get; init; } = AlphaHandling.Composite;
+
+    /// <summary>The colour transparent pixels are composited onto when <see cref="Alpha"/> is Composite (white by default).</summary>
     public RgbColor Background { get; init; } = RgbColor.White;
 
     /// <summary>Apply the EXIF orientation tag (JPEG APP1) so the image reads upright, as PIL's ImageOps.exif_transpose does.</summary>
@@ -58,13 +72,17 @@ public sealed record DecodeOptions
 /// <summary>A malformed, truncated, unsupported or over-limit image: says what, in which source, at which byte offset.</summary>
 public sealed class ImageFormatException : Exception
 {
-    public ImageFormatException(string problem, string? source, long offset, Exception? inner = null)
+    public ImageFormatException(string problem, string? source, long offset, Exception? inner = null, bool isOverLimit = false)
         : base($"{source ?? "<image data>"} @ byte {offset}: {problem}", inner)
     {
         Problem = problem;
         FileName = source;
         Offset = offset;
+        IsOverLimit = isOverLimit;
     }
+
+    /// <summary>The image is well formed as far as read but over an <see cref="ImageLimits"/> bound (file size or pixels).</summary>
+    public bool IsOverLimit { get; }
 
     public string Problem { get; }
 

@@ -2,8 +2,8 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Graft.Data;
 using Graft.Models.Imaging;
-using Graft.Training.Data;
 
 namespace Graft.Tests.Data;
 

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
+using Graft.Data;
 using Graft.Models.Imaging;
-using Graft.Training.Data;
 
 namespace Graft.Tests.Data;
 

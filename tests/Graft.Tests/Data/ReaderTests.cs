@@ -1,6 +1,6 @@
 using System.Text.Json;
+using Graft.Data;
 using Graft.Tests.Support;
-using Graft.Training.Data;
 
 namespace Graft.Tests.Data;
 

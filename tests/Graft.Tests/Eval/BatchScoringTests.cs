@@ -1,3 +1,4 @@
+using Graft.Data;
 using Graft.Eval;
 using Graft.Models.Imaging;
 using Graft.Models.Llm;
@@ -5,7 +6,6 @@ using Graft.Models.Tokenization;
 using Graft.Plugins;
 using Graft.Tensors;
 using Graft.Tests.Plugins;
-using Graft.Training.Data;
 
 namespace Graft.Tests.Eval;
 

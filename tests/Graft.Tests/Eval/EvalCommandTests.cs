@@ -1,10 +1,10 @@
 using System.CommandLine;
 using System.Text.Json;
 using Graft.Cli;
+using Graft.Data;
 using Graft.Models.Llm;
 using Graft.Plugins;
 using Graft.Tests.Plugins;
-using Graft.Training.Data;
 using Graft.Tests.Support;
 
 namespace Graft.Tests.Eval;
@@ -18,7 +18,7 @@ public class EvalCommandTests
     private static string TextWorld(TempFolder temp)
     {
         string folder = Path.Combine(temp.Path, "world");
-        Graft.Training.Data.TextWorld.Write(new DataOutput(folder, force: false, Graft.Training.Data.TextWorld.OutputNames), 8, seed: 5);
+        Graft.Data.TextWorld.Write(new DataOutput(folder, force: false, Graft.Data.TextWorld.OutputNames), 8, seed: 5);
         return Path.Combine(folder, "mmlu");
     }
 
@@ -45,7 +45,7 @@ public class EvalCommandTests
         Assert.Equal(overall.GetProperty("correct").GetInt32(), categories.Sum(c => c.GetProperty("correct").GetInt32()));
     }
 
-    private static readonly string[] TextWorld_Subjects = [.. Graft.Training.Data.TextWorld.Subjects];
+    private static readonly string[] TextWorld_Subjects = [.. Graft.Data.TextWorld.Subjects];
 
     [Fact]
     public void Report_writes_markdown_json_and_a_chart_for_the_base()

@@ -1,7 +1,7 @@
+using Graft.Data;
 using Graft.Eval;
 using Graft.Models.Llm;
 using Graft.Models.Tokenization;
-using Graft.Training.Data;
 
 namespace Graft.Tests.Eval;
 

@@ -34,6 +34,18 @@ public class ImageDecoderErrorTests
         return ~c;
     }
 
+    /// <summary>A PNG of the given IHDR dimensions (RGB, 8-bit) with no image data: enough for the header probe.</summary>
+    internal static byte[] PngHeader(uint width, uint height)
+    {
+        var ihdr = new byte[13];
+        BinaryPrimitives.WriteUInt32BigEndian(ihdr, width);
+        BinaryPrimitives.WriteUInt32BigEndian(ihdr.AsSpan(4), height);
+        ihdr[8] = 8;
+        ihdr[9] = 2;
+        byte[] signature = [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
+        return [.. signature, .. Chunk("IHDR", ihdr), .. Chunk("IEND", [])];
+    }
+
     private static byte[] Png(int width, int height, params byte[][] chunks)
     {
         var ihdr = new byte[13];
@@ -184,9 +196,27 @@ public class ImageDecoderErrorTests
     }
 
     [Fact]
+    public void DecodingStopsWhenCancelled()
+    {
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        foreach (var file in new[] { "png_ct2_8bit.png", "jpeg_progressive_420.jpg", "ppm_p6.ppm" })
+            Assert.Throws<OperationCanceledException>(() => ImageDecoder.Decode(Golden(file), DecodeOptions.Default, file, cancelled.Token));
+
+        // Cancelled while decoding: a 16-megapixel PNG takes far longer than the 5 ms it is given.
+        var pixels = new byte[4096 * 4096 * 3];
+        new Random(3).NextBytes(pixels);
+        var png = PngEncoder.Encode(new RgbImage(4096, 4096, pixels), System.IO.Compression.CompressionLevel.Fastest);
+        using var soon = new CancellationTokenSource(TimeSpan.FromMilliseconds(5));
+        var sw = Stopwatch.StartNew();
+        Assert.ThrowsAny<OperationCanceledException>(() => ImageDecoder.Decode(png, DecodeOptions.Default, "big.png", soon.Token));
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
     public void UnknownFormatIsRejected()
     {
-        var e = Assert.Throws<ImageFormatException>(() => ImageDecoder.Decode("GIF89a......"u8));
+        var e = Assert.Throws<ImageFormatException>(() => ImageDecoder.Decode("BM\0\0\0\0......"u8));
         Assert.Contains("unrecognised image format", e.Message);
         Assert.Throws<ImageFormatException>(() => ImageDecoder.Decode([]));
     }

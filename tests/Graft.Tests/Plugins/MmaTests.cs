@@ -269,7 +269,7 @@ public class MmaTests
         TensorAssert.Close(rest, Ops.Slice(stream, 0, 1, t - 1), rtol: 1e-4f, atol: 1e-4f, what: "positions 1.. against the base alone");
     }
 
-    /// <summary>The mask SEEDS.md states, with no adapter: causal, and key 0 hidden from every query after position 0.</summary>
+    /// <summary>The mask docs/designs.md states, with no adapter: causal, and key 0 hidden from every query after position 0.</summary>
     private sealed class ModalityMaskOnly : DecoderHooks
     {
         public override AttentionMask MaskFor(int queryOffset, int queries)

@@ -6,7 +6,7 @@ using Graft.Tests.Support;
 
 namespace Graft.Tests.Plugins;
 
-/// <summary>ARCHITECTURE.md's promises: text-only is the base bit for bit, the base is never written, the seam is free.</summary>
+/// <summary>docs/architecture.md's promises: text-only is the base bit for bit, the base is never written, the seam is free.</summary>
 public class PromiseTests
 {
     public static TheoryData<string> Families => new(PluginFixtures.Families);

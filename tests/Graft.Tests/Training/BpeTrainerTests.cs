@@ -1,6 +1,6 @@
+using Graft.Data;
 using Graft.Models.Chat;
 using Graft.Models.Tokenization;
-using Graft.Training.Data;
 using Graft.Training.Tokenization;
 
 namespace Graft.Tests.Training;

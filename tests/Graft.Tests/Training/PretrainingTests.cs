@@ -1,3 +1,5 @@
+using Graft.Data;
+using Graft.Demo;
 using Graft.Models.Imaging;
 using Graft.Models.Llm;
 using Graft.Models.Vision;
@@ -5,7 +7,6 @@ using Graft.Tensors;
 using Graft.Tests.Models;
 using Graft.Tests.Support;
 using Graft.Training;
-using Graft.Training.Data;
 
 namespace Graft.Tests.Training;
 

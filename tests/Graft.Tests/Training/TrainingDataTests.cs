@@ -1,10 +1,10 @@
+using Graft.Data;
 using Graft.Eval;
 using Graft.Models.Llm;
 using Graft.Models.Tokenization;
 using Graft.Plugins;
-using Graft.Training;
-using Graft.Training.Data;
 using Graft.Tests.Eval;
+using Graft.Training;
 
 namespace Graft.Tests.Training;
 

@@ -1,8 +1,8 @@
+using Graft.Data;
 using Graft.Models.Llm;
 using Graft.Plugins;
 using Graft.Tests.Eval;
 using Graft.Training;
-using Graft.Training.Data;
 
 namespace Graft.Tests.Training;
 
