@@ -87,10 +87,11 @@ public static class ChatPrompts
     }
 
     /// <summary>
-    /// The spans to train on: for each assistant message, its content where the template wrote it and, after at most
-    /// whitespace, the end-of-turn token that closes it. Found by rendering the conversation up to each turn: the text
-    /// before a turn is exactly the request for it (with the generation prompt), which a template that renders turn by turn
-    /// keeps as a prefix of the whole conversation.
+    /// The spans to train on: for each assistant message, everything the model writes after the request for it (the
+    /// conversation before it with the generation prompt) through its content and, after at most whitespace, the
+    /// end-of-turn token that closes it. Found by rendering the conversation up to each turn, which a template that renders
+    /// turn by turn keeps as a prefix of the whole conversation; so the context of every target is the request `graft chat`,
+    /// the server and evaluation send for that turn.
     /// </summary>
     private static List<Range> Targets(ChatTemplate template, IReadOnlyList<ChatMessage> placed, string text, IReadOnlyCollection<string> endOfTurn)
     {
@@ -116,7 +117,7 @@ public static class ChatPrompts
                     end = next + token.Length;
                     break;
                 }
-            targets.Add(start..end);
+            targets.Add(before.Length..end);
         }
         return targets;
     }

@@ -70,10 +70,11 @@ public sealed record VisionDescription(string Kind, int FeatureWidth, int Tokens
 }
 
 /// <summary>
-/// The chat template a plug-in's conversations were trained in: its name and its exact (Jinja) text. Every command and the
-/// server lay the plug-in's chat requests out with it, so it is asked in the format it learned.
+/// The chat template a plug-in's conversations were trained in: its name and its exact (Jinja) text (null only for a
+/// named template that has no Jinja text). Every command and the server lay the plug-in's chat requests out with it, so
+/// it is asked in the format it learned.
 /// </summary>
-public sealed record RecordedChatTemplate(string Name, string Source);
+public sealed record RecordedChatTemplate(string Name, string? Source);
 
 /// <summary>
 /// plugin.json: format version, design, hyper-parameters, the base and vision front end the plug-in was made for,
@@ -187,7 +188,7 @@ public sealed record PluginManifest
         else if (root["vision"] is not null) throw new PluginFormatException(file, "must be an object or null", "vision");
         RecordedChatTemplate? template = null;
         if (root["chat_template"] is JsonObject t)
-            template = new RecordedChatTemplate(r.String(t, "name", "chat_template."), r.String(t, "source", "chat_template."));
+            template = new RecordedChatTemplate(r.String(t, "name", "chat_template."), t["source"] is null ? null : r.String(t, "source", "chat_template."));
         else if (root["chat_template"] is not null) throw new PluginFormatException(file, "must be an object or null", "chat_template");
         Dictionary<string, string[]>? parts = null;
         string? sha = null;

@@ -164,7 +164,7 @@ public sealed class DeploymentTests : IDisposable
         var transcript = ChatPrompts.Render(PromptLayout.AtPlaceholders, plain, tokenizer, conversation, [1, 0, 0], addGenerationPrompt: false,
             endOfTurn: ["<|endoftext|>"]);
         Assert.Equal("Question: <image>\nWhat colour?\nAnswer: red\n\n<|endoftext|>Question: And the shape?\n", transcript.Text);
-        Assert.Equal(["red\n\n<|endoftext|>"], transcript.Targets.Select(t => transcript.Text[t]));
+        Assert.Equal([" red\n\n<|endoftext|>"], transcript.Targets.Select(t => transcript.Text[t]));
         Assert.Contains("1 '<image>' placeholder(s) for 0 image(s)", Assert.Throws<ArgumentException>(() =>
             ChatPrompts.Render(lavin, chatml, tokenizer, [ChatMessage.User("<image> hi")], [0], addGenerationPrompt: true, throughPlugin: true)).Message);
         Assert.Contains("holds '<image>' but no image", Assert.Throws<ArgumentException>(() =>
