@@ -23,5 +23,6 @@ internal static class Commands
         ReportCommand.Create(),
         TrainCommand.Create(),
         ServeCommand.Create(),
+        ImportCommand.Create(),
     ];
 }

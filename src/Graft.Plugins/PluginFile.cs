@@ -38,20 +38,34 @@ public static class PluginFile
         string full = Path.GetFullPath(folder);
         if (plugin.Base.Folder.Length > 0 && IsWithin(full, Path.GetFullPath(plugin.Base.Folder)))
             throw new ArgumentException($"'{folder}' is inside the base checkpoint folder '{plugin.Base.Folder}', which is only ever read", nameof(folder));
-        Directory.CreateDirectory(full);
-        string tensorsPath = Path.Combine(full, TensorsFileName);
-        SafeTensorsWriter.Write(tensorsPath, plugin.Parameters.Select(p => KeyValuePair.Create(p.Name, p.Tensor)),
-            new Dictionary<string, string> { ["format"] = "pt", ["graft_design"] = plugin.Design });
-        var manifest = plugin.Manifest with
+        return Write(full, plugin.Manifest with
         {
             Training = training ?? plugin.Manifest.Training,
             Base = savedFor ?? plugin.Manifest.Base,
             ChatTemplate = chatTemplate ?? plugin.Manifest.ChatTemplate,
-            TensorParts = plugin.Parameters.GroupBy(p => p.Part).ToDictionary(g => g.Key, g => g.Select(p => p.Name).ToArray()),
+        }, plugin.Parameters);
+    }
+
+    /// <summary>
+    /// Writes a plug-in folder from a manifest and named tensors (the parts and the tensors file's SHA-256 are filled in):
+    /// how a plug-in made elsewhere (an imported checkpoint) becomes a Graft plug-in. <see cref="Load"/> checks it as any other.
+    /// </summary>
+    public static PluginManifest Write(string folder, PluginManifest manifest, IReadOnlyList<PluginParameter> parameters)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        ArgumentNullException.ThrowIfNull(parameters);
+        string full = Path.GetFullPath(folder);
+        Directory.CreateDirectory(full);
+        string tensorsPath = Path.Combine(full, TensorsFileName);
+        SafeTensorsWriter.Write(tensorsPath, parameters.Select(p => KeyValuePair.Create(p.Name, p.Tensor)),
+            new Dictionary<string, string> { ["format"] = "pt", ["graft_design"] = manifest.Design });
+        var written = manifest with
+        {
+            TensorParts = parameters.GroupBy(p => p.Part).ToDictionary(g => g.Key, g => g.Select(p => p.Name).ToArray()),
             TensorsSha256 = Sha256OfFile(tensorsPath),
         };
-        AtomicFile.WriteAllText(Path.Combine(full, PluginManifest.FileName), manifest.ToJson());
-        return manifest;
+        AtomicFile.WriteAllText(Path.Combine(full, PluginManifest.FileName), written.ToJson());
+        return written;
     }
 
     /// <summary>plugin.json of a plug-in folder.</summary>

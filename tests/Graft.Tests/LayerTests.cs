@@ -22,6 +22,7 @@ public sealed class LayerTests
         ["Graft.Training"] = 3,
         ["Graft.Eval"] = 3,
         ["Graft.Serving"] = 3,
+        ["Graft.Import"] = 3,
         ["Graft.Demo"] = 4,
         ["Graft.Benchmarking"] = 4,
         ["Graft.Cli"] = 5,

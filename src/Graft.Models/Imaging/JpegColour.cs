@@ -29,33 +29,87 @@ internal static class JpegColour
 
     private static int Fix(double x) => (int)(x * (1 << ScaleBits) + 0.5);
 
-    public static byte[] ToRgb(int width, int height, int maxH, int maxV, Plane[] planes, Space space, bool adobeInverted, string? source)
+    /// <summary>
+    /// Upsamples and converts one output row at a time (no full-resolution component copies) and writes each row where
+    /// the EXIF orientation puts it, so the only full-size buffer is the result.
+    /// </summary>
+    public static RgbImage ToRgb(int width, int height, int maxH, int maxV, Plane[] planes, Space space, bool adobeInverted, int orientation, CancellationToken cancellationToken)
     {
-        // Upsample every component to full resolution (width x height, stride width).
-        var full = new byte[planes.Length][];
+        bool swap = orientation >= 5;
+        int outWidth = swap ? height : width, outHeight = swap ? width : height;
+        var rgb = new byte[checked(width * height * 3)];
+        var rows = new byte[planes.Length][];
         for (int i = 0; i < planes.Length; i++)
-            full[i] = Upsample(planes[i], width, height, maxH / planes[i].H, maxV / planes[i].V);
-        var rgb = new byte[width * height * 3];
-        int n = width * height;
+            rows[i] = new byte[width];
+        var line = orientation == 1 ? [] : new byte[width * 3];
+        for (int y = 0; y < height; y++)
+        {
+            if ((y & 63) == 0)
+                cancellationToken.ThrowIfCancellationRequested();
+            for (int i = 0; i < planes.Length; i++)
+                UpsampleRow(planes[i], y, maxH / planes[i].H, maxV / planes[i].V, rows[i]);
+            var target = orientation == 1 ? rgb.AsSpan(y * width * 3, width * 3) : line.AsSpan();
+            ConvertRow(rows, space, adobeInverted, target);
+            if (orientation != 1)
+                Place(line, y, width, height, orientation, rgb, outWidth);
+        }
+        return new RgbImage(outWidth, outHeight, rgb);
+    }
+
+    /// <summary>Writes stored row y to its place in the upright image (PIL's exif_transpose mapping).</summary>
+    private static void Place(ReadOnlySpan<byte> line, int y, int w, int h, int orientation, byte[] rgb, int outWidth)
+    {
+        for (int x = 0; x < w; x++)
+        {
+            // Upright (ox, oy) of stored (x, y); the inverse of ExifOrientation.Apply's mapping.
+            var (ox, oy) = orientation switch
+            {
+                2 => (w - 1 - x, y),
+                3 => (w - 1 - x, h - 1 - y),
+                4 => (x, h - 1 - y),
+                5 => (y, x),
+                6 => (h - 1 - y, x),
+                7 => (h - 1 - y, w - 1 - x),
+                _ => (y, w - 1 - x),
+            };
+            int d = (oy * outWidth + ox) * 3;
+            rgb[d] = line[x * 3];
+            rgb[d + 1] = line[x * 3 + 1];
+            rgb[d + 2] = line[x * 3 + 2];
+        }
+    }
+
+    private static void ConvertRow(byte[][] rows, Space space, bool adobeInverted, Span<byte> rgb)
+    {
+        int n = rgb.Length / 3;
         switch (space)
         {
             case Space.Gray:
+            {
+                var g = rows[0];
                 for (int p = 0; p < n; p++)
-                    rgb[3 * p] = rgb[3 * p + 1] = rgb[3 * p + 2] = full[0][p];
+                    rgb[3 * p] = rgb[3 * p + 1] = rgb[3 * p + 2] = g[p];
                 break;
+            }
             case Space.Rgb:
                 for (int p = 0; p < n; p++)
                 {
-                    rgb[3 * p] = full[0][p];
-                    rgb[3 * p + 1] = full[1][p];
-                    rgb[3 * p + 2] = full[2][p];
+                    rgb[3 * p] = rows[0][p];
+                    rgb[3 * p + 1] = rows[1][p];
+                    rgb[3 * p + 2] = rows[2][p];
                 }
                 break;
             case Space.YCbCr:
+            {
+                var y = rows[0];
+                var cb = rows[1];
+                var cr = rows[2];
                 for (int p = 0; p < n; p++)
-                    YccToRgb(full[0][p], full[1][p], full[2][p], rgb.AsSpan(3 * p, 3));
+                    YccToRgb(y[p], cb[p], cr[p], rgb.Slice(3 * p, 3));
                 break;
+            }
             default:
+            {
                 Span<byte> cmy = stackalloc byte[3];
                 for (int p = 0; p < n; p++)
                 {
@@ -63,12 +117,12 @@ internal static class JpegColour
                     if (space == Space.Ycck)
                     {
                         // libjpeg's ycck_cmyk_convert: CMY = 255 - RGB(YCC), K passes through.
-                        YccToRgb(full[0][p], full[1][p], full[2][p], cmy);
+                        YccToRgb(rows[0][p], rows[1][p], rows[2][p], cmy);
                         (c, m, y) = (255 - cmy[0], 255 - cmy[1], 255 - cmy[2]);
                     }
                     else
-                        (c, m, y) = (full[0][p], full[1][p], full[2][p]);
-                    int k = full[3][p];
+                        (c, m, y) = (rows[0][p], rows[1][p], rows[2][p]);
+                    int k = rows[3][p];
                     if (adobeInverted)
                         (c, m, y, k) = (255 - c, 255 - m, 255 - y, 255 - k);
                     // PIL's cmyk2rgb: nk - c * nk / 255, rounded via its MULDIV255.
@@ -78,8 +132,8 @@ internal static class JpegColour
                     rgb[3 * p + 2] = (byte)(nk - MulDiv255(y, nk));
                 }
                 break;
+            }
         }
-        return rgb;
     }
 
     private static int MulDiv255(int a, int b)
@@ -96,44 +150,39 @@ internal static class JpegColour
     }
 
     /// <summary>
-    /// Scales a plane up by (fx, fy). libjpeg's edge handling equals clamping neighbour indices to the valid
+    /// Row y of a plane scaled up by (fx, fy). libjpeg's edge handling equals clamping neighbour indices to the valid
     /// samples (Width x Height), which is what the fancy filters below do.
     /// </summary>
-    private static byte[] Upsample(Plane plane, int width, int height, int fx, int fy)
+    private static void UpsampleRow(Plane plane, int y, int fx, int fy, Span<byte> row)
     {
-        var output = new byte[width * height];
         var s = plane.Samples;
+        int width = row.Length;
         int lastX = plane.Width - 1, lastY = plane.Height - 1;
         bool fancyH = fx == 2 && plane.Width > 2; // libjpeg falls back to replication for 1-2 sample rows
-        for (int y = 0; y < height; y++)
-        {
-            var row = output.AsSpan(y * width, width);
-            int sy = y / fy;
-            int nearY = fy == 2 ? Math.Clamp(y % 2 == 0 ? sy - 1 : sy + 1, 0, lastY) : sy;
-            var cur = s.AsSpan(sy * plane.Stride, plane.Stride);
-            var near = s.AsSpan(nearY * plane.Stride, plane.Stride);
-            if (fx == 1 && fy == 1)
-                cur[..width].CopyTo(row);
-            else if (fancyH && fy == 1)
-                for (int x = 0; x < width; x++)
-                {
-                    int sx = x >> 1, nx = Math.Clamp((x & 1) == 0 ? sx - 1 : sx + 1, 0, lastX);
-                    row[x] = (byte)((3 * cur[sx] + cur[nx] + ((x & 1) == 0 ? 1 : 2)) >> 2);
-                }
-            else if (fancyH && fy == 2)
-                for (int x = 0; x < width; x++)
-                {
-                    int sx = x >> 1, nx = Math.Clamp((x & 1) == 0 ? sx - 1 : sx + 1, 0, lastX);
-                    int here = 3 * cur[sx] + near[sx], there = 3 * cur[nx] + near[nx];
-                    row[x] = (byte)((3 * here + there + ((x & 1) == 0 ? 8 : 7)) >> 4);
-                }
-            else if (fx == 1 && fy == 2)
-                for (int x = 0; x < width; x++)
-                    row[x] = (byte)((3 * cur[x] + near[x] + (y % 2 == 0 ? 1 : 2)) >> 2);
-            else
-                for (int x = 0; x < width; x++)
-                    row[x] = cur[x / fx];
-        }
-        return output;
+        int sy = y / fy;
+        int nearY = fy == 2 ? Math.Clamp(y % 2 == 0 ? sy - 1 : sy + 1, 0, lastY) : sy;
+        var cur = s.AsSpan(sy * plane.Stride, plane.Stride);
+        var near = s.AsSpan(nearY * plane.Stride, plane.Stride);
+        if (fx == 1 && fy == 1)
+            cur[..width].CopyTo(row);
+        else if (fancyH && fy == 1)
+            for (int x = 0; x < width; x++)
+            {
+                int sx = x >> 1, nx = Math.Clamp((x & 1) == 0 ? sx - 1 : sx + 1, 0, lastX);
+                row[x] = (byte)((3 * cur[sx] + cur[nx] + ((x & 1) == 0 ? 1 : 2)) >> 2);
+            }
+        else if (fancyH && fy == 2)
+            for (int x = 0; x < width; x++)
+            {
+                int sx = x >> 1, nx = Math.Clamp((x & 1) == 0 ? sx - 1 : sx + 1, 0, lastX);
+                int here = 3 * cur[sx] + near[sx], there = 3 * cur[nx] + near[nx];
+                row[x] = (byte)((3 * here + there + ((x & 1) == 0 ? 8 : 7)) >> 4);
+            }
+        else if (fx == 1 && fy == 2)
+            for (int x = 0; x < width; x++)
+                row[x] = (byte)((3 * cur[x] + near[x] + (y % 2 == 0 ? 1 : 2)) >> 2);
+        else
+            for (int x = 0; x < width; x++)
+                row[x] = cur[x / fx];
     }
 }

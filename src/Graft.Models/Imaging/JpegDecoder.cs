@@ -11,8 +11,18 @@ namespace Graft.Models.Imaging;
 /// </summary>
 internal static class JpegDecoder
 {
-    /// <summary>Caps the work a hostile stream of tiny scans can cause; real progressive files use about ten.</summary>
+    /// <summary>Caps the number of scans; real progressive files use about ten.</summary>
     private const int MaxScans = 1000;
+
+    /// <summary>
+    /// Progressive work budget, in passes over every coefficient of the image: a scan costs its blocks times its band
+    /// width plus a per-block overhead (<see cref="BlockOverhead"/> coefficients' worth), charged before it runs. The
+    /// standard libjpeg and mozjpeg scripts spend 3 to 5 passes; a stream of refinement scans that would spend more than
+    /// this is refused, so decoding time stays proportional to the image, not to the number of scans.
+    /// </summary>
+    private const int MaxCoefficientPasses = 16;
+
+    private const int BlockOverhead = 16;
 
     internal static readonly byte[] ZigZag =
     [
@@ -26,7 +36,16 @@ internal static class JpegDecoder
         public int DcPredictor;
         public int BlocksPerLine, BlocksPerColumn; // padded to whole MCUs
         public int Width, Height; // samples actually covering the image: ceil(W * H / Hmax)
+        /// <summary>Progressive frames: every block's coefficients, kept until the last scan.</summary>
         public short[] Coefficients = [];
+
+        /// <summary>The quantisation table latched at the start of a sequential scan.</summary>
+        public ushort[] QuantValues = [];
+
+        /// <summary>Sequential frames: samples, written block by block as each is decoded (no coefficients are kept).</summary>
+        public byte[] Samples = [];
+
+        public int Stride => BlocksPerLine * 8;
     }
 
     private sealed class Frame
@@ -43,6 +62,7 @@ internal static class JpegDecoder
         var acTables = new HuffmanTable?[4];
         Frame? frame = null;
         int restartInterval = 0, scans = 0, orientation = 1;
+        long work = 0, budget = 0;
         bool sawJfif = false, sawAdobe = false;
         int adobeTransform = -1;
         int pos = 2;
@@ -68,6 +88,7 @@ internal static class JpegDecoder
                     if (frame is not null)
                         throw new ImageFormatException("second SOF marker", source, markerOffset);
                     frame = ReadFrame(body, marker == 0xC2, options.Limits, source, bodyOffset);
+                    budget = MaxCoefficientPasses * (64L + BlockOverhead) * frame.Components.Sum(c => (long)c.BlocksPerLine * c.BlocksPerColumn);
                     break;
                 case 0xC3 or >= 0xC5 and <= 0xC7 or >= 0xC9 and <= 0xCB or >= 0xCD and <= 0xCF:
                     throw new ImageFormatException($"unsupported JPEG process SOF{marker - 0xC0} ({(marker >= 0xC9 ? "arithmetic coding" : marker == 0xC3 ? "lossless" : "hierarchical")})", source, markerOffset);
@@ -91,6 +112,22 @@ internal static class JpegDecoder
                     if (++scans > MaxScans)
                         throw new ImageFormatException($"more than {MaxScans} scans", source, markerOffset);
                     var scan = ReadScanHeader(body, frame, dcTables, acTables, source, bodyOffset);
+                    if (frame.Progressive)
+                    {
+                        work += ScanWork(frame, scan);
+                        if (work > budget)
+                            throw new ImageFormatException(
+                                $"progressive scans would make more than {MaxCoefficientPasses} passes over the image's coefficients (scan {scans}); real encoders make at most a few", source, markerOffset);
+                    }
+                    else
+                        foreach (var c in scan.Components)
+                        {
+                            if (quant[c.QuantTable] is null)
+                                throw new ImageFormatException($"component {c.Id} uses undefined quantisation table {c.QuantTable}", source, markerOffset);
+                            c.QuantValues = quant[c.QuantTable]!;
+                            if (c.Samples.Length == 0)
+                                c.Samples = ZeroCoefficientSamples(c);
+                        }
                     pos = new ScanDecoder(data, pos, frame, scan, restartInterval, source, cancellationToken).Run();
                     break;
                 case 0xDC:
@@ -121,18 +158,39 @@ internal static class JpegDecoder
             if (quant[c.QuantTable] is null)
                 throw new ImageFormatException($"component {c.Id} uses undefined quantisation table {c.QuantTable}", source, pos);
 
-        var planes = new byte[frame.Components.Length][];
-        for (int i = 0; i < planes.Length; i++)
+        foreach (var c in frame.Components)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            planes[i] = JpegIdct.Plane(frame.Components[i].Coefficients, frame.Components[i].BlocksPerLine, frame.Components[i].BlocksPerColumn, quant[frame.Components[i].QuantTable]);
+            if (frame.Progressive)
+                c.Samples = JpegIdct.Plane(c.Coefficients, c.BlocksPerLine, c.BlocksPerColumn, quant[c.QuantTable]!);
+            else if (c.Samples.Length == 0)
+                c.Samples = ZeroCoefficientSamples(c); // a component no scan carried
+            c.Coefficients = [];
         }
         var colour = ChooseColourSpace(frame, sawJfif, sawAdobe, adobeTransform);
-        var pixels = JpegColour.ToRgb(frame.Width, frame.Height, frame.MaxH, frame.MaxV,
-            frame.Components.Select((c, i) => new JpegColour.Plane(planes[i], c.BlocksPerLine * 8, c.Width, c.Height, c.H, c.V)).ToArray(),
-            colour, sawAdobe, source);
-        var image = new RgbImage(frame.Width, frame.Height, pixels);
-        return options.ApplyExifOrientation ? ExifOrientation.Apply(image, orientation) : image;
+        return JpegColour.ToRgb(frame.Width, frame.Height, frame.MaxH, frame.MaxV,
+            frame.Components.Select(c => new JpegColour.Plane(c.Samples, c.Stride, c.Width, c.Height, c.H, c.V)).ToArray(),
+            colour, sawAdobe, options.ApplyExifOrientation ? orientation : 1, cancellationToken);
+    }
+
+    /// <summary>
+    /// A sequential component's sample plane before any block is decoded: 128, what all-zero coefficients give, so
+    /// blocks the data never reaches (a truncated scan) read as libjpeg leaves them.
+    /// </summary>
+    private static byte[] ZeroCoefficientSamples(Component c)
+    {
+        var samples = new byte[checked(c.Stride * c.BlocksPerColumn * 8)];
+        samples.AsSpan().Fill(128);
+        return samples;
+    }
+
+    /// <summary>A scan's cost in coefficient visits: its blocks times (band width + per-block overhead).</summary>
+    private static long ScanWork(Frame frame, Scan scan)
+    {
+        long blocks = scan.Components.Length == 1
+            ? (long)((scan.Components[0].Width + 7) / 8) * ((scan.Components[0].Height + 7) / 8)
+            : (long)frame.McusX * frame.McusY * scan.Components.Sum(c => c.H * c.V);
+        return blocks * (scan.Se - scan.Ss + 1 + BlockOverhead);
     }
 
     /// <summary>libjpeg's default_decompress_parms rules, so files without colour metadata read as PIL reads them.</summary>
@@ -206,7 +264,8 @@ internal static class JpegDecoder
             c.Height = (height * c.V + frame.MaxV - 1) / frame.MaxV;
             c.BlocksPerLine = frame.McusX * c.H;
             c.BlocksPerColumn = frame.McusY * c.V;
-            c.Coefficients = new short[checked(c.BlocksPerLine * c.BlocksPerColumn * 64)];
+            if (progressive)
+                c.Coefficients = new short[checked(c.BlocksPerLine * c.BlocksPerColumn * 64)];
         }
         return frame;
     }
@@ -313,6 +372,7 @@ internal static class JpegDecoder
         private readonly int _restartInterval;
         private readonly string? _source;
         private readonly CancellationToken _cancellationToken;
+        private readonly short[] _block = new short[64];
         private BitReader _bits;
         private int _eobRun;
 
@@ -355,14 +415,14 @@ internal static class JpegDecoder
                 if (ux == 0)
                     _cancellationToken.ThrowIfCancellationRequested();
                 if (single)
-                    DecodeBlock(only, 0, uy * only.BlocksPerLine + ux);
+                    DecodeBlock(only, 0, ux, uy);
                 else
                     for (int i = 0; i < _scan.Components.Length; i++)
                     {
                         var c = _scan.Components[i];
                         for (int by = 0; by < c.V; by++)
                             for (int bx = 0; bx < c.H; bx++)
-                                DecodeBlock(c, i, (uy * c.V + by) * c.BlocksPerLine + ux * c.H + bx);
+                                DecodeBlock(c, i, ux * c.H + bx, uy * c.V + by);
                     }
             }
             return _bits.MarkerPosition();
@@ -383,12 +443,18 @@ internal static class JpegDecoder
                 c.DcPredictor = 0;
         }
 
-        private void DecodeBlock(Component c, int index, int block)
+        private void DecodeBlock(Component c, int index, int bx, int by)
         {
-            var coef = c.Coefficients.AsSpan(block * 64, 64);
             if (!_frame.Progressive)
-                DecodeSequential(c, index, coef);
-            else if (_scan.Ss == 0)
+            {
+                var block = _block.AsSpan();
+                block.Clear();
+                DecodeSequential(c, index, block);
+                JpegIdct.Block(block, c.QuantValues, c.Samples.AsSpan(by * 8 * c.Stride + bx * 8), c.Stride);
+                return;
+            }
+            var coef = c.Coefficients.AsSpan((by * c.BlocksPerLine + bx) * 64, 64);
+            if (_scan.Ss == 0)
             {
                 if (_scan.Ah == 0)
                 {

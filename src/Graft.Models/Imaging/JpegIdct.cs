@@ -26,6 +26,13 @@ internal static class JpegIdct
         return plane;
     }
 
+    /// <summary>One block, dequantised and transformed into an 8 x 8 corner of <paramref name="output"/>.</summary>
+    public static void Block(ReadOnlySpan<short> input, ushort[] q, Span<byte> output, int stride)
+    {
+        Span<int> ws = stackalloc int[64];
+        Block(input, q, ws, output, stride);
+    }
+
     private static void Block(ReadOnlySpan<short> input, ushort[] q, Span<int> ws, Span<byte> output, int stride)
     {
         // Pass 1: columns, results scaled up by 2^Pass1Bits.

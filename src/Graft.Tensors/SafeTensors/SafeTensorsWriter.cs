@@ -21,7 +21,8 @@ public static class SafeTensorsWriter
     public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var list = tensors.ToList();
-        var header = Header(list, metadata);
+        foreach (var (name, tensor) in list) ArgumentNullException.ThrowIfNull(tensor, $"tensor '{name}'");
+        var header = Header(list.Select(t => (t.Key, t.Value.DType, t.Value.Shape)).ToList(), metadata);
         AtomicFile.Write(path, stream =>
         {
             Span<byte> length = stackalloc byte[8];
@@ -36,8 +37,38 @@ public static class SafeTensorsWriter
         }, bufferSize: 1 << 16);
     }
 
+    /// <summary>
+    /// Writes tensors one at a time: the header from <paramref name="entries"/> (name, type and shape of each, in order),
+    /// then each tensor as <paramref name="produce"/> makes it, so only one tensor need be in memory at once. Each
+    /// produced tensor must have the type and shape its entry announced. <paramref name="written"/> is told after each.
+    /// </summary>
+    public static void WriteStreamed(string path, IReadOnlyList<(string Name, DType DType, int[] Shape)> entries, Func<int, Tensor> produce,
+        IReadOnlyDictionary<string, string>? metadata = null, Action<int>? written = null)
+    {
+        ArgumentNullException.ThrowIfNull(entries);
+        ArgumentNullException.ThrowIfNull(produce);
+        var header = Header(entries, metadata);
+        AtomicFile.Write(path, stream =>
+        {
+            Span<byte> length = stackalloc byte[8];
+            BitConverter.TryWriteBytes(length, (ulong)header.Length);
+            stream.Write(length);
+            stream.Write(header);
+            for (int i = 0; i < entries.Count; i++)
+            {
+                var tensor = produce(i);
+                var (name, dtype, shape) = entries[i];
+                if (tensor.DType != dtype || !tensor.Shape.AsSpan().SequenceEqual(shape))
+                    throw new InvalidOperationException($"tensor '{name}' was announced as {dtype} [{string.Join(", ", shape)}] but produced as {tensor.DType} {tensor.ShapeString}");
+                if (tensor.DType == DType.F32) WriteChunked(stream, tensor.Span);
+                else WriteChunked(stream, tensor.HalfBits);
+                written?.Invoke(i);
+            }
+        }, bufferSize: 1 << 16);
+    }
+
     /// <summary>The padded header JSON, validating names on the way.</summary>
-    private static byte[] Header(List<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata)
+    private static byte[] Header(IReadOnlyList<(string Name, DType DType, int[] Shape)> tensors, IReadOnlyDictionary<string, string>? metadata)
     {
         var names = new HashSet<string>(StringComparer.Ordinal);
         var buffer = new MemoryStream();
@@ -57,17 +88,16 @@ public static class SafeTensorsWriter
                 json.WriteEndObject();
             }
             long offset = 0;
-            foreach (var (name, tensor) in tensors)
+            foreach (var (name, dtype, shape) in tensors)
             {
                 CheckText(name, "tensor name");
-                ArgumentNullException.ThrowIfNull(tensor, $"tensor '{name}'");
                 if (name == "__metadata__") throw new ArgumentException("'__metadata__' is reserved and cannot name a tensor", nameof(tensors));
                 if (!names.Add(name)) throw new ArgumentException($"tensor name '{name}' appears twice", nameof(tensors));
-                long byteLength = (long)tensor.Length * tensor.DType.SizeOf();
+                long byteLength = Tensor.ShapeLength(shape) * dtype.SizeOf();
                 json.WriteStartObject(name);
-                json.WriteString("dtype", tensor.DType.SafeTensorsName());
+                json.WriteString("dtype", dtype.SafeTensorsName());
                 json.WriteStartArray("shape");
-                foreach (int d in tensor.Shape) json.WriteNumberValue(d);
+                foreach (int d in shape) json.WriteNumberValue(d);
                 json.WriteEndArray();
                 json.WriteStartArray("data_offsets");
                 json.WriteNumberValue(offset);

@@ -195,6 +195,45 @@ public class ImageDecoderErrorTests
         Assert.Contains("Huffman table has more codes of length 2 than fit", e.Message);
     }
 
+    /// <summary>#14: both dimensions at or past 2^31 overflowed a 64-bit product (OverflowException, a 2.1 GB allocation).</summary>
+    [Theory]
+    [InlineData(0x8000_0000u, 0x8000_0000u)]
+    [InlineData(0xFFFF_FFFFu, 0xFFFF_FFFFu)]
+    [InlineData(0x7FFF_FFFFu, 0x7FFF_FFFFu)]
+    [InlineData(0x7FFF_FFFFu, 1u)]
+    public void PngDimensionsPast2To31AreTypedErrorsBeforeAllocating(uint width, uint height)
+    {
+        var data = PngHeader(width, height);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<ImageFormatException>(() => ImageDecoder.Decode(data, source: "wide.png"));
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20);
+        Assert.Equal(16, e.Offset);
+        Assert.True(e.IsOverLimit);
+        Assert.Contains($"{width}x{height}", e.Message);
+    }
+
+    /// <summary>#14: zlib's FDICT flag made .NET throw ZLibException; PNG forbids preset dictionaries, so it is the typed error.</summary>
+    [Fact]
+    public void ZlibPresetDictionaryIsATypedError()
+    {
+        var valid = Golden("png_ct2_8bit.png");
+        int idat = valid.AsSpan().IndexOf("IDAT"u8) - 4;
+        int length = BinaryPrimitives.ReadInt32BigEndian(valid.AsSpan(idat));
+        var body = valid.AsSpan(idat + 8, length).ToArray();
+        // CMF 0x78, FLG with FDICT set and check bits fixed, then the dictionary id (DICTID) the stream would need.
+        int flg = 0x20 | 0x80;
+        flg += 31 - (0x78 * 256 + flg) % 31;
+        byte[] withDictionary = [0x78, (byte)flg, 0x12, 0x34, 0x56, 0x78, .. body[2..]];
+        byte[] data = [.. valid[..idat], .. Chunk("IDAT", withDictionary), .. valid[(idat + 12 + length)..]];
+        var e = Assert.Throws<ImageFormatException>(() => ImageDecoder.Decode(data, source: "dict.png"));
+        Assert.Contains("preset dictionary", e.Message);
+        Assert.Equal(idat + 8 + 1, e.Offset);
+        // A wrong check or a non-deflate method are typed too.
+        byte[] badCheck = [0x78, 0x00, .. body[2..]];
+        Assert.Contains("check bits", Assert.Throws<ImageFormatException>(() =>
+            ImageDecoder.Decode([.. valid[..idat], .. Chunk("IDAT", badCheck), .. valid[(idat + 12 + length)..]])).Message);
+    }
+
     [Fact]
     public void DecodingStopsWhenCancelled()
     {

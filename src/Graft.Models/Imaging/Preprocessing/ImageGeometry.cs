@@ -51,6 +51,8 @@ public static class ImageGeometry
         if (image.Width == image.Height)
             return image;
         int side = Math.Max(image.Width, image.Height);
+        if ((long)side * side * 3 > Array.MaxLength)
+            throw new ArgumentException($"the {image.Width}x{image.Height} image padded to {side}x{side} is too large for one pixel buffer; resize it padded (ImageResizer.ResizePadded) instead");
         var output = new byte[side * side * 3];
         for (int i = 0; i < output.Length; i += 3)
         {

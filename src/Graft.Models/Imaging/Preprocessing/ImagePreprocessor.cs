@@ -5,21 +5,30 @@ namespace Graft.Models.Imaging;
 /// <summary>Turns decoded images into the normalised channel-first float tensors a vision tower takes.</summary>
 public static class ImagePreprocessor
 {
-    /// <summary>The 8-bit steps in the reference order: pad to square, PIL resize, HF center crop.</summary>
+    /// <summary>
+    /// The 8-bit steps in the reference order (pad to square, PIL resize, HF center crop) with the reference's pixels,
+    /// computed without the intermediate images: the padding is a virtual border and only the pixels the crop keeps
+    /// are resampled, so memory follows the input and the output, whatever the aspect ratio.
+    /// </summary>
     public static RgbImage Prepare(RgbImage image, ImageProcessorConfig config)
     {
         ArgumentNullException.ThrowIfNull(image);
         ArgumentNullException.ThrowIfNull(config);
-        if (config.PadToSquare)
-            image = ImageGeometry.ExpandToSquare(image, MeanColour(config));
+        var canvas = config.PadToSquare
+            ? ImageResizer.Canvas.Square(image, MeanColour(config))
+            : new ImageResizer.Canvas(image, image.Width, image.Height, 0, 0, RgbColor.Black);
+        int width = canvas.Width, height = canvas.Height;
         if (config.DoResize)
-        {
-            var (height, width) = config.ResizeTarget(image.Width, image.Height);
-            image = ImageResizer.Resize(image, width, height, config.Resample);
-        }
-        if (config.DoCenterCrop)
-            image = ImageGeometry.CenterCrop(image, config.CropWidth, config.CropHeight);
-        return image;
+            (height, width) = config.ResizeTarget(width, height);
+        var window = new ImageResizer.Window(0, 0, width, height);
+        bool cropInside = config.DoCenterCrop && config.CropWidth <= width && config.CropHeight <= height;
+        if (cropInside)
+            window = new ImageResizer.Window((width - config.CropWidth) >> 1, (height - config.CropHeight) >> 1, config.CropWidth, config.CropHeight);
+        var filter = config.DoResize ? config.Resample : ResampleFilter.Bilinear; // no axis changes size without a resize: no filter runs
+        var prepared = ImageResizer.Resample(canvas, width, height, window, filter);
+        if (config.DoCenterCrop && !cropInside)
+            prepared = ImageGeometry.CenterCrop(prepared, config.CropWidth, config.CropHeight);
+        return prepared;
     }
 
     /// <summary>One image as [3, H, W] float32, rescaled and normalised.</summary>
