@@ -38,6 +38,8 @@ internal static class BatchBench
             Console.Error.WriteLine($"--layers must be positive, got {layers}");
             return 2;
         }
+        if (!json) Console.WriteLine(MachineInfo.Line());
+        else Console.WriteLine(MachineInfo.Describe().ToJsonString());
         var config = DecodeBench.Qwen2HalfBillion(layers);
         var rows = new List<JsonObject>();
         foreach (var dtype in new[] { DType.F32, DType.BF16 })

@@ -11,20 +11,17 @@ using Graft.Tensors;
 namespace Graft.Benchmarking;
 
 /// <summary>
-/// `graft bench decode`: prefill and cached decoding of a Qwen2-0.5B-shaped decoder with random weights
-/// built in memory, in f32 and bf16, against the same model written in plain PyTorch, with the weight
-/// bandwidth decoding reaches beside the machine's memory read bandwidth.
+/// `graft bench decode`: prefill and cached decoding of a Qwen2-0.5B-shaped decoder with random weights built in
+/// memory, in f32 and bf16, against the same weights in libtorch (graft-peers torch-decode) and in llama.cpp
+/// (graft-peers llama-decode, the weights written as GGUF), each measured in the same run and checked to agree with
+/// ours (the prompt's logits, the greedy tokens); with the weight bandwidth decoding reaches beside the machine's
+/// memory read bandwidth.
 /// </summary>
 internal static class DecodeBench
 {
     const int PromptTokens = 512;
-    const int DecodeTokens = 128;
-    /// <summary>
-    /// The peer decodes fewer steps (its median over a slightly shorter context, which only favours it): at
-    /// ~2 tokens/s 128 steps alone would take a minute, several on a loaded machine.
-    /// </summary>
-    const int PeerDecodeTokens = 32;
-    const string PeerScriptName = "decode_peer.py";
+    /// <summary>Greedy steps per side and round, the same on every side.</summary>
+    const int DecodeTokens = 32;
 
     /// <summary>Qwen2-0.5B's shape (config.json of Qwen/Qwen2-0.5B), with the layer count adjustable.</summary>
     internal static LlmConfig Qwen2HalfBillion(int layers) => new()
@@ -50,121 +47,206 @@ internal static class DecodeBench
         EosTokenIds = [],
     };
 
-    /// <summary>One timed phase: tokens per second (median of the repeats or steps) for one side.</summary>
-    sealed record PeerReport(string TorchVersion, double PrefillTokensPerSecond, double DecodeTokensPerSecond);
+    const int PrefillRepeats = 2;
 
     public static Command Create() => BenchCommand.QwenShapedCommand("decode",
-        $"Prefill ({PromptTokens} tokens) and KV-cached decode ({DecodeTokens} tokens) of a Qwen2-0.5B-shaped model with random weights, f32 and bf16, vs PyTorch.", Run);
+        $"Prefill ({PromptTokens} tokens) and KV-cached decode of a Qwen2-0.5B-shaped model with random weights, f32 and bf16, vs libtorch and llama.cpp.", Run);
 
-    static int Run(bool json, int layers, bool noPeer)
+    /// <summary>One side's measurements in one round: prefill seconds per repeat, decode seconds per step, the prompt's last logits, greedy tokens.</summary>
+    sealed record Side(double[] PrefillSeconds, double[] DecodeSeconds, float[] Logits, int[] Tokens, string Name, string? Note);
+
+    sealed record Peer(string Key, string Label);
+
+    static readonly Peer[] Peers = [new("torch-decode", "libtorch"), new("llama-decode", "llama.cpp")];
+
+    static int Run(BenchOptions options)
     {
-        var config = Qwen2HalfBillion(layers);
-        // The peer runs first and exits, so its weights and ours are never resident together.
-        string? peerProblem = null;
-        PeerReport? peer = null;
-        if (noPeer) peerProblem = "peer skipped (--no-peer)";
-        else peer = RunPeer(config, out peerProblem);
-
-        // Measured before each model and after the last, the highest kept: neighbours on a shared machine come
-        // and go, and a ceiling taken in a busy moment would flatter the decode figures beside it.
-        double bandwidth = 0;
-        var measured = new List<(DType DType, double Prefill, double Decode, long WeightBytes, double AllocatedPerToken)>();
-        foreach (var dtype in new[] { DType.F32, DType.BF16 })
-        {
-            bandwidth = Math.Max(bandwidth, GemmBench.MeasureReadBandwidth());
-            var (prefill, decode, weightBytes, allocatedPerToken) = Measure(config, dtype);
-            measured.Add((dtype, prefill, decode, weightBytes, allocatedPerToken));
-            // The f32 model (2 GB at full depth) is dropped before the bf16 one is built.
-            GC.Collect();
-        }
-        bandwidth = Math.Max(bandwidth, GemmBench.MeasureReadBandwidth());
-        var rows = new List<JsonObject>();
-        foreach (var (dtype, prefill, decode, weightBytes, allocatedPerToken) in measured)
-        {
-            double? peerPrefill = dtype == DType.F32 ? peer?.PrefillTokensPerSecond : null;
-            double? peerDecode = dtype == DType.F32 ? peer?.DecodeTokensPerSecond : null;
-            rows.Add(Row(config, dtype, "prefill", prefill, peerPrefill, null, bandwidth, null));
-            rows.Add(Row(config, dtype, "decode", decode, peerDecode, weightBytes * decode / 1e9, bandwidth, allocatedPerToken));
-        }
-        if (json)
-            foreach (var row in rows) Console.WriteLine(row.ToJsonString());
-        else
-            PrintTable(config, rows, peer, peerProblem, bandwidth);
-        return 0;
-    }
-
-    static JsonObject Row(LlmConfig config, DType dtype, string phase, double ours, double? peer, double? gbps, double bandwidth, double? allocated) => new()
-    {
-        ["model"] = $"qwen2-0.5b-shape-{config.NumLayers}L",
-        ["dtype"] = dtype == DType.F32 ? "f32" : "bf16",
-        ["phase"] = phase,
-        ["ours_tokens_per_s"] = Round(ours),
-        ["peer_tokens_per_s"] = peer is null ? null : Round(peer.Value),
-        ["ratio"] = peer is null ? null : Round(ours / peer.Value),
-        ["gbps"] = gbps is null ? null : Round(gbps.Value),
-        ["bandwidth_gbps"] = Round(bandwidth),
-        ["ours_allocated_bytes_per_token"] = allocated is null ? null : Math.Round(allocated.Value),
-        ["peer_note"] = dtype == DType.F32 ? null : "no bf16 peer: Debian's torch crashes on bf16 matmul on this CPU",
-    };
-
-    static double Round(double value) => Math.Round(value, 3);
-
-    /// <summary>
-    /// Prefill tokens/s (one 512-token forward after a short warm-up) and decode tokens/s (the median of 128
-    /// single-token steps over the cache the prefill filled), the weight bytes a decode step reads, and the
-    /// bytes the calling thread allocates per decode step.
-    /// </summary>
-    static (double Prefill, double Decode, long WeightBytes, double AllocatedPerToken) Measure(LlmConfig config, DType dtype)
-    {
-        using var model = DecoderModel.FromWeights(config, RandomWeights.Build(config, dtype, seed: 1));
+        var config = Qwen2HalfBillion(options.Layers);
         var prompt = new int[PromptTokens];
         var random = new Random(2);
         for (int i = 0; i < prompt.Length; i++) prompt[i] = random.Next(config.VocabSize);
+        if (options.Json) Console.WriteLine(MachineInfo.Describe().ToJsonString());
+        else
+        {
+            Console.WriteLine($"graft bench decode: Qwen2-0.5B shape, {config.NumLayers} layers, random weights, {Environment.ProcessorCount} threads");
+            Console.WriteLine(MachineInfo.Line());
+            Console.WriteLine($"Prefill: a {PromptTokens}-token forward, best of {PrefillRepeats}. Decode: {DecodeTokens} greedy single-token steps over that cache, "
+                + "1 / median step. Each side runs in its own process, the peers first, then ours, for each of "
+                + $"{options.Rounds} round(s); tok/s from each side's best round, ratios per round as ranges.");
+            Console.WriteLine();
+        }
+        var rows = new List<JsonObject>();
+        var problems = new Dictionary<string, string>();
+        var names = new Dictionary<string, string>();
+        double bandwidth = 0;
+        foreach (var dtype in new[] { DType.F32, DType.BF16 })
+        {
+            var ours = new List<Side>();
+            var peers = Peers.ToDictionary(p => p.Key, _ => new List<Side>());
+            long weightBytes = 0;
+            for (int round = 0; round < options.Rounds; round++)
+            {
+                foreach (var peer in Peers)
+                {
+                    if (options.NoPeer || round > 0 && peers[peer.Key].Count == 0 || problems.ContainsKey(peer.Key + dtype)) continue;
+                    var side = RunPeer(peer, options.Layers, dtype, prompt, out var problem);
+                    if (side is null) problems[peer.Key + dtype] = problem!;
+                    else { peers[peer.Key].Add(side); names[peer.Key + dtype] = side.Name + (side.Note is null ? "" : $" ({side.Note})"); }
+                }
+                bandwidth = Math.Max(bandwidth, GemmBench.MeasureReadBandwidth());
+                var (mine, bytes) = Measure(config, dtype, prompt);
+                ours.Add(mine);
+                weightBytes = bytes;
+                // The f32 model (2 GB at full depth) is dropped before anything else is built.
+                GC.Collect();
+            }
+            foreach (string phase in new[] { "prefill", "decode" })
+            {
+                var row = Row(config, dtype, phase, ours, peers, weightBytes, bandwidth);
+                foreach (var peer in Peers)
+                {
+                    string key = peer.Key + dtype;
+                    row[$"{Short(peer)}_peer"] = names.TryGetValue(key, out var name) ? name : problems.GetValueOrDefault(key, "skipped (--no-peer)");
+                }
+                rows.Add(row);
+                if (options.Json) Console.WriteLine(row.ToJsonString());
+            }
+        }
+        if (!options.Json) PrintTable(rows, names, problems, bandwidth);
+        return 0;
+    }
+
+    static string Short(Peer peer) => peer.Key.StartsWith("torch", StringComparison.Ordinal) ? "torch" : "llama";
+
+    static JsonObject Row(LlmConfig config, DType dtype, string phase, List<Side> ours, Dictionary<string, List<Side>> peers, long weightBytes, double bandwidth)
+    {
+        bool prefill = phase == "prefill";
+        double Rate(Side s) => prefill ? PromptTokens / s.PrefillSeconds.Min() : 1 / Median(s.DecodeSeconds);
+        double oursBest = ours.Max(Rate);
+        var row = new JsonObject
+        {
+            ["model"] = $"qwen2-0.5b-shape-{config.NumLayers}L",
+            ["dtype"] = dtype == DType.F32 ? "f32" : "bf16",
+            ["phase"] = phase,
+            ["ours_tokens_per_s"] = Round(oursBest),
+            ["gbps"] = prefill ? null : Round(weightBytes * oursBest / 1e9),
+            ["bandwidth_gbps"] = Round(bandwidth),
+            ["load_average"] = MachineInfo.LoadText(),
+        };
+        foreach (var peer in Peers)
+        {
+            var sides = peers[peer.Key];
+            string p = Short(peer);
+            if (sides.Count == 0) { row[$"{p}_tokens_per_s"] = null; row[$"{p}_ratio"] = null; continue; }
+            double best = sides.Max(Rate);
+            var perRound = ours.Zip(sides, (o, s) => Rate(o) / Rate(s)).ToArray();
+            row[$"{p}_tokens_per_s"] = Round(best);
+            row[$"{p}_ratio"] = Round(oursBest / best);
+            row[$"{p}_ratio_min"] = Round(perRound.Min());
+            row[$"{p}_ratio_max"] = Round(perRound.Max());
+            if (prefill)
+            {
+                var (maxDifference, scale) = Compare(ours[0].Logits, sides[0].Logits);
+                row[$"{p}_logits_max_abs_difference"] = maxDifference;
+                row[$"{p}_logits_relative_difference"] = maxDifference / scale;
+                row[$"{p}_logits_tolerance"] = LogitsTolerance(dtype, peer);
+                row[$"{p}_logits_agree"] = maxDifference / scale <= LogitsTolerance(dtype, peer);
+            }
+            else
+            {
+                int same = 0;
+                while (same < Math.Min(ours[0].Tokens.Length, sides[0].Tokens.Length) && ours[0].Tokens[same] == sides[0].Tokens[same]) same++;
+                row[$"{p}_greedy_tokens_equal"] = $"{same} of {Math.Min(ours[0].Tokens.Length, sides[0].Tokens.Length)}";
+            }
+        }
+        return row;
+    }
+
+    /// <summary>
+    /// Relative to the largest logit: f32 sides differ by summation order only (1e-4); bf16 peers also round every
+    /// activation to bf16 (libtorch's bf16 model, llama.cpp's bf16 dot products), where we keep f32 activations (5e-2).
+    /// </summary>
+    static double LogitsTolerance(DType dtype, Peer peer) => dtype == DType.F32 ? 1e-4 : 5e-2;
+
+    static (double MaxDifference, double Scale) Compare(float[] ours, float[] peer)
+    {
+        double max = 0, scale = 0;
+        for (int i = 0; i < Math.Min(ours.Length, peer.Length); i++)
+        {
+            max = Math.Max(max, Math.Abs(ours[i] - peer[i]));
+            scale = Math.Max(scale, Math.Abs(ours[i]));
+        }
+        return (ours.Length == peer.Length ? max : double.PositiveInfinity, Math.Max(scale, 1e-30));
+    }
+
+    static double Median(double[] values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted[sorted.Length / 2];
+    }
+
+    static double Round(double value) => Math.Round(value, 3);
+
+    /// <summary>Our side of one round: prefill repeats, decode steps, the prompt's last logits and the greedy tokens; and the weight bytes a step reads.</summary>
+    static (Side Side, long WeightBytes) Measure(LlmConfig config, DType dtype, int[] prompt)
+    {
+        using var model = DecoderModel.FromWeights(config, RandomWeights.Build(config, dtype, seed: 1));
         var cache = new KvCache(config, PromptTokens + DecodeTokens);
 
         // Warm-up: lets tiered JIT compile the hot loops and thread-pool threads start before anything is timed.
         model.Forward(prompt.AsSpan(0, 32), cache, lastPositionOnly: true);
-        for (int i = 0; i < 4; i++) model.Forward([prompt[i]], cache, lastPositionOnly: true);
-        cache.Reset();
+        for (int i = 0; i < 4; i++) model.Forward([prompt[32 + i]], cache, lastPositionOnly: true);
 
-        var watch = Stopwatch.StartNew();
-        var logits = model.Forward(prompt, cache, lastPositionOnly: true);
-        double prefillSeconds = watch.Elapsed.TotalSeconds;
-
+        var prefill = new double[PrefillRepeats];
+        Tensor logits = null!;
+        for (int r = 0; r < PrefillRepeats; r++)
+        {
+            cache.Reset();
+            var watch = Stopwatch.StartNew();
+            logits = model.Forward(prompt, cache, lastPositionOnly: true);
+            prefill[r] = watch.Elapsed.TotalSeconds;
+        }
+        var promptLogits = logits.ToArray();
         var steps = new double[DecodeTokens];
-        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        var tokens = new int[DecodeTokens];
         int[] next = [TensorPrimitives.IndexOfMax(logits.Span)];
         for (int i = 0; i < DecodeTokens; i++)
         {
-            watch.Restart();
+            tokens[i] = next[0];
+            var watch = Stopwatch.StartNew();
             logits = model.Forward(next, cache, lastPositionOnly: true);
             next[0] = TensorPrimitives.IndexOfMax(logits.Span);
             steps[i] = watch.Elapsed.TotalSeconds;
         }
-        double allocatedPerToken = (GC.GetAllocatedBytesForCurrentThread() - allocatedBefore) / (double)DecodeTokens;
-        Array.Sort(steps);
-        return (PromptTokens / prefillSeconds, 1 / steps[steps.Length / 2], model.WeightBytes, allocatedPerToken);
+        return (new Side(prefill, steps, promptLogits, tokens, "Graft", null), model.WeightBytes);
     }
 
-    static void PrintTable(LlmConfig config, List<JsonObject> rows, PeerReport? peer, string? peerProblem, double bandwidth)
+    static void PrintTable(List<JsonObject> rows, Dictionary<string, string> names, Dictionary<string, string> problems, double bandwidth)
     {
-        Console.WriteLine($"graft bench decode: Qwen2-0.5B shape, {config.NumLayers} layers, random weights, {Environment.ProcessorCount} threads");
-        Console.WriteLine($"Prefill: one {PromptTokens}-token forward (after a warm-up). Decode: median of {DecodeTokens} single-token steps over that cache"
-            + $" (the peer: median of its first {PeerDecodeTokens} steps).");
-        Console.WriteLine(peer is null
-            ? $"Peer: none ({peerProblem}); peer columns are empty."
-            : $"Peer: PyTorch {peer.TorchVersion}, eager, no_grad, 2 threads, same shapes and measurement, f32 only"
-              + " (Debian's torch crashes on bf16 matmul on this CPU, so bf16 rows have no peer).");
-        Console.WriteLine($"Memory read bandwidth (sum of 1 GiB, {Environment.ProcessorCount} threads, best of before, between and after the models): {bandwidth:F1} GB/s. "
+        foreach (var dtype in new[] { DType.F32, DType.BF16 })
+            foreach (var peer in Peers)
+            {
+                string key = peer.Key + dtype;
+                Console.WriteLine($"{peer.Label} {(dtype == DType.F32 ? "f32" : "bf16")}: "
+                    + (names.TryGetValue(key, out var name) ? name : "none: " + problems.GetValueOrDefault(key, "skipped (--no-peer)")));
+            }
+        Console.WriteLine($"Memory read bandwidth (sum of 1 GiB, {Environment.ProcessorCount} threads, best over the rounds): {bandwidth:F1} GB/s. "
             + "Weight GB/s = bytes of weights a decode step reads (tied head included) x tokens/s.");
+        Console.WriteLine($"Load average at the end: {MachineInfo.LoadText()}");
         Console.WriteLine();
-        string[] header = ["dtype", "phase", "ours tok/s", "peer tok/s", "ratio", "weight GB/s", "% of bw", "alloc B/token"];
+        string[] header = ["dtype", "phase", "ours tok/s", "libtorch", "ratio (rounds)", "llama.cpp", "ratio (rounds)", "weight GB/s", "% of bw", "agreement with libtorch / llama.cpp"];
+        string Agreement(JsonObject r, string p) => r[$"{p}_logits_relative_difference"] is { } d
+            ? $"logits {d.GetValue<double>():0.0e+0} (tol {r[$"{p}_logits_tolerance"]!.GetValue<double>():0e+0})"
+            : r[$"{p}_greedy_tokens_equal"] is { } g ? $"tokens {(string)g!}" : "-";
+        string Ratio(JsonObject r, string p) => r[$"{p}_ratio"] is { } q
+            ? $"{q.GetValue<double>():F2} ({r[$"{p}_ratio_min"]!.GetValue<double>():F2}-{r[$"{p}_ratio_max"]!.GetValue<double>():F2})" : "-";
         var cells = rows.Select(r => new[]
         {
             (string)r["dtype"]!, (string)r["phase"]!,
-            Format(r["ours_tokens_per_s"], "F2"), Format(r["peer_tokens_per_s"], "F2"), Format(r["ratio"], "F2"), Format(r["gbps"], "F1"),
+            Format(r["ours_tokens_per_s"], "F2"), Format(r["torch_tokens_per_s"], "F2"), Ratio(r, "torch"),
+            Format(r["llama_tokens_per_s"], "F2"), Ratio(r, "llama"), Format(r["gbps"], "F1"),
             r["gbps"] is null ? "-" : (100 * r["gbps"]!.GetValue<double>() / bandwidth).ToString("F0", CultureInfo.InvariantCulture),
-            Format(r["ours_allocated_bytes_per_token"], "F0"),
+            $"{Agreement(r, "torch")} / {Agreement(r, "llama")}",
         }).ToList();
         var widths = header.Select((h, i) => Math.Max(h.Length, cells.Max(c => c[i].Length))).ToArray();
         Console.WriteLine(string.Join("  ", header.Select((h, i) => i < 2 ? h.PadRight(widths[i]) : h.PadLeft(widths[i]))));
@@ -174,21 +256,19 @@ internal static class DecodeBench
 
     static string Format(JsonNode? node, string format) => node is null ? "-" : node.GetValue<double>().ToString(format, CultureInfo.InvariantCulture);
 
-    /// <summary>Runs tools/bench/decode_peer.py under /usr/bin/python3; null (with the reason) when it cannot.</summary>
-    static PeerReport? RunPeer(LlmConfig config, out string? problem)
+    static Side? RunPeer(Peer peer, int layers, DType dtype, int[] prompt, out string? problem)
     {
         var request = new JsonObject
         {
-            ["vocab"] = config.VocabSize, ["hidden"] = config.HiddenSize, ["intermediate"] = config.IntermediateSize,
-            ["layers"] = config.NumLayers, ["heads"] = config.NumHeads, ["kv_heads"] = config.NumKeyValueHeads,
-            ["head_dim"] = config.HeadDim, ["rope_theta"] = config.RopeTheta, ["eps"] = config.RmsNormEps,
-            ["prompt_tokens"] = PromptTokens, ["decode_tokens"] = PeerDecodeTokens,
+            ["layers"] = layers, ["dtype"] = dtype == DType.F32 ? "f32" : "bf16", ["threads"] = Environment.ProcessorCount,
+            ["prompt"] = new JsonArray(prompt.Select(t => (JsonNode)t).ToArray()), ["decode_tokens"] = DecodeTokens, ["prefill_repeats"] = PrefillRepeats,
         };
-        using var document = PythonPeer.Run(PeerScriptName, request, "torch", out problem);
+        using var document = PeerProcess.Run(peer.Key, request, out problem);
         if (document is null) return null;
         var root = document.RootElement;
-        return new PeerReport(root.GetProperty("torch").GetString()!,
-            root.GetProperty("prefill_tokens_per_s").GetDouble(), root.GetProperty("decode_tokens_per_s").GetDouble());
+        return new Side(PeerProcess.Doubles(root.GetProperty("prefill_seconds")), PeerProcess.Doubles(root.GetProperty("decode_seconds")),
+            PeerProcess.Floats(root.GetProperty("logits")), root.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray(),
+            root.GetProperty("peer").GetString()!, root.TryGetProperty("note", out var note) ? note.GetString() : null);
     }
 }
 

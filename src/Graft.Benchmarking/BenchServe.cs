@@ -178,12 +178,14 @@ internal static class ServeBench
         }).ToArray();
         if (json)
         {
+            Console.WriteLine(MachineInfo.Describe().ToJsonString());
             foreach (var row in rows) Console.WriteLine(row.ToJsonString());
             return;
         }
         Console.WriteLine($"graft bench serve: Qwen2-0.5B shape, {config.NumLayers} layers, random bf16 weights, byte-level BPE trained on the prompts; Bridge plug-in (patch-pixels 4x4);"
             + $" {Environment.ProcessorCount} threads, server and clients in this process on loopback");
         Console.WriteLine($"{clients} clients x {requests} streamed requests each, alternating text-only and image ({ImageSide}x{ImageSide} PNG), greedy, up to {maxTokens} tokens each.");
+        Console.WriteLine(MachineInfo.Line());
         Console.WriteLine();
         string[] header = ["max batch", "requests", "req/s", "tokens/s", "TTFT p50 s", "TTFT p99 s", "seconds", "tokens/s ratio"];
         var cells = rows.Select(r => new[]

@@ -11,18 +11,37 @@ namespace Graft.Benchmarking;
 
 /// <summary>
 /// `graft bench vision`: images/s of a CLIP ViT-L/14-336-shaped tower (random weights, built in memory) in f32 and
-/// bf16, beside the same shapes in PyTorch (eager, no_grad, 2 threads; tools/bench/vision_peer.py), and JPEG
-/// decoding of a 1024x768 photo-like image that the peer writes with PIL, alone and followed by CLIP-336 preprocessing,
-/// beside PIL (+ numpy for rescale and normalize).
+/// bf16, beside the same tower in libtorch in the same dtype (graft-peers torch-vision), its output checked against
+/// ours; and JPEG decoding of a 1024x768 photo-like image that tools/bench/jpeg_peer.py writes with PIL, alone and
+/// followed by CLIP-336 preprocessing, beside PIL (+ numpy for rescale and normalize).
 /// </summary>
 internal static class VisionBench
 {
-    private const int Width = 1024, Heads = 16, Intermediate = 4096, Patch = 14, ImageSize = 336, PeerThreads = 2;
+    private const int Width = 1024, Heads = 16, Intermediate = 4096, Patch = 14, ImageSize = 336;
     private const int JpegWidth = 1024, JpegHeight = 768, JpegRepeats = 5;
     private static readonly JsonSerializerOptions JsonLine = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    private sealed record PeerReport(string? TorchVersion, string? TorchProblem, double[] VitSeconds, string JpegPath, long JpegBytes,
-        double[] PilDecodeSeconds, double[] PilPreprocessSeconds);
+    private sealed record PilReport(string JpegPath, long JpegBytes, double[] PilDecodeSeconds, double[] PilPreprocessSeconds);
+
+    private sealed record TowerSide(double[] Seconds, float[] Rows, string Name);
+
+    /// <summary>The tower measured: CLIP ViT-L/14-336 with <paramref name="layers"/> encoder layers.</summary>
+    internal static VisionTowerConfig Config(int layers) =>
+        new(VisionTowerKind.Clip, ImageSize, Patch, 3, Width, Intermediate, layers, Heads, VisionActivation.QuickGelu, 1e-5f);
+
+    /// <summary>The input images, the same on both sides.</summary>
+    internal static Tensor Pixels(VisionTowerConfig config, int batch)
+    {
+        var pixels = Tensor.Zeros(batch, 3, config.ImageSize, config.ImageSize);
+        Fill(pixels.Span, new Random(7), 1f);
+        return pixels;
+    }
+
+    /// <summary>
+    /// Largest difference of the last hidden state (first image, first and last token) from the peer's, relative to its
+    /// largest element: f32 differs in summation order; the bf16 peer also rounds every activation to bf16.
+    /// </summary>
+    private static double Tolerance(DType dtype) => dtype == DType.F32 ? 1e-4 : 5e-2;
 
     public static Command Create()
     {
@@ -30,8 +49,8 @@ internal static class VisionBench
         var layers = new Option<int>("--layers") { Description = "Encoder layers (24 for the real shape; fewer for a quick run).", DefaultValueFactory = _ => 24 };
         var batch = new Option<int>("--batch") { Description = "Images per forward pass.", DefaultValueFactory = _ => 1 };
         var repeats = new Option<int>("--repeats") { Description = "Timed forward passes per configuration (after one warm-up).", DefaultValueFactory = _ => 2 };
-        var noPeer = new Option<bool>("--no-peer") { Description = "Skip the PyTorch/PIL peer (and so the JPEG rows)." };
-        var command = new Command("vision", "Vision tower images/s (CLIP ViT-L/14-336 shape, f32 and bf16) vs PyTorch, and JPEG decode + CLIP preprocessing vs PIL.");
+        var noPeer = new Option<bool>("--no-peer") { Description = "Skip the peers (libtorch, and PIL for the JPEG rows)." };
+        var command = new Command("vision", "Vision tower images/s (CLIP ViT-L/14-336 shape, f32 and bf16) vs libtorch, and JPEG decode + CLIP preprocessing vs PIL.");
         foreach (var option in new Option[] { json, layers, batch, repeats, noPeer }) command.Options.Add(option);
         command.SetAction(parseResult => Run(parseResult.GetValue(json), parseResult.GetValue(layers), parseResult.GetValue(batch),
             parseResult.GetValue(repeats), parseResult.GetValue(noPeer)));
@@ -45,49 +64,69 @@ internal static class VisionBench
             Console.Error.WriteLine("--layers, --batch and --repeats must be positive");
             return 2;
         }
-        var config = new VisionTowerConfig(VisionTowerKind.Clip, ImageSize, Patch, 3, Width, Intermediate, layers, Heads, VisionActivation.QuickGelu, 1e-5f);
+        var config = Config(layers);
         string folder = Path.Combine(Path.GetTempPath(), "graft-bench-vision-" + Environment.ProcessId);
         Directory.CreateDirectory(folder);
         try
         {
-            // The peer runs first and exits, so its weights and ours are never resident together.
-            string? peerProblem = "peer skipped (--no-peer)";
-            var peer = noPeer ? null : RunPeer(config, batch, repeats, folder, out peerProblem);
             var rows = new List<JsonObject>();
-            double? torchImagesPerSecond = peer is { VitSeconds.Length: > 0 } ? batch / Median(peer.VitSeconds) : null;
+            if (json) Console.WriteLine(MachineInfo.Describe().ToJsonString(JsonLine));
+            string? peerName = null, peerProblem = noPeer ? "peer skipped (--no-peer)" : null;
             foreach (var dtype in new[] { DType.F32, DType.BF16 })
             {
-                double seconds = Median(TimeTower(config, dtype, batch, repeats));
+                // The peer runs first and exits, so its weights and ours are never resident together.
+                var peer = noPeer ? null : RunTowerPeer(layers, batch, repeats, dtype, out peerProblem);
+                peerName ??= peer?.Name;
+                var ours = TimeTower(config, dtype, batch, repeats);
+                double seconds = ours.Seconds.Min();
                 double imagesPerSecond = batch / seconds;
-                rows.Add(new JsonObject
+                double? peerImagesPerSecond = peer is null ? null : batch / peer.Seconds.Min();
+                var row = new JsonObject
                 {
-                    ["what"] = $"ViT-L/14-336 x{layers} layers, ours {dtype}",
-                    ["layers"] = layers, ["batch"] = batch, ["dtype"] = dtype.ToString(),
+                    ["what"] = $"ViT-L/14-336 x{layers} layers, {(dtype == DType.F32 ? "f32" : "bf16")}",
+                    ["layers"] = layers, ["batch"] = batch, ["dtype"] = dtype == DType.F32 ? "f32" : "bf16",
                     ["images_per_s"] = Round(imagesPerSecond),
                     ["gflops"] = Round(Flops(config) * batch / seconds / 1e9),
-                    ["peer_images_per_s"] = torchImagesPerSecond is double t ? Round(t) : null,
-                    ["ratio"] = torchImagesPerSecond is double p ? Round(imagesPerSecond / p) : null,
-                    ["peer"] = peer?.TorchVersion is string v ? $"torch {v} f32, {PeerThreads} threads" : peer?.TorchProblem ?? peerProblem,
-                });
-                if (json) Console.WriteLine(rows[^1].ToJsonString(JsonLine));
+                    ["peer_images_per_s"] = peerImagesPerSecond is double t ? Round(t) : null,
+                    ["ratio"] = peerImagesPerSecond is double p ? Round(imagesPerSecond / p) : null,
+                    ["peer"] = peer?.Name ?? peerProblem,
+                    ["load_average"] = MachineInfo.LoadText(),
+                };
+                if (peer is not null)
+                {
+                    double max = 0, scale = 1e-30;
+                    for (int i = 0; i < Math.Min(ours.Rows.Length, peer.Rows.Length); i++)
+                    {
+                        max = Math.Max(max, Math.Abs(ours.Rows[i] - peer.Rows[i]));
+                        scale = Math.Max(scale, Math.Abs(peer.Rows[i]));
+                    }
+                    row["relative_difference"] = max / scale;
+                    row["tolerance"] = Tolerance(dtype);
+                    row["agree"] = ours.Rows.Length == peer.Rows.Length && max / scale <= Tolerance(dtype);
+                }
+                rows.Add(row);
+                if (json) Console.WriteLine(row.ToJsonString(JsonLine));
+                GC.Collect();
             }
-            if (peer is not null)
+            var pil = noPeer ? null : RunPilPeer(folder, out var pilProblem);
+            if (pil is not null)
             {
                 var preprocessor = ImageProcessorConfig.Clip() with { ShortestEdge = ImageSize, CropHeight = ImageSize, CropWidth = ImageSize };
                 foreach (bool preprocess in new[] { false, true })
                 {
-                    double ours = Median(TimeDecode(peer.JpegPath, preprocess ? preprocessor : null));
-                    double pil = Median(preprocess ? peer.PilPreprocessSeconds : peer.PilDecodeSeconds);
+                    double ours = Median(TimeDecode(pil.JpegPath, preprocess ? preprocessor : null));
+                    double peerSeconds = Median(preprocess ? pil.PilPreprocessSeconds : pil.PilDecodeSeconds);
                     rows.Add(new JsonObject
                     {
-                        ["what"] = $"JPEG {JpegWidth}x{JpegHeight} decode" + (preprocess ? $" + CLIP-{ImageSize} preprocess" : ""), ["bytes"] = peer.JpegBytes,
-                        ["ours_ms"] = Round(ours * 1e3), ["peer_ms"] = Round(pil * 1e3), ["ratio"] = Round(pil / ours),
+                        ["what"] = $"JPEG {JpegWidth}x{JpegHeight} decode" + (preprocess ? $" + CLIP-{ImageSize} preprocess" : ""), ["bytes"] = pil.JpegBytes,
+                        ["ours_ms"] = Round(ours * 1e3), ["peer_ms"] = Round(peerSeconds * 1e3), ["ratio"] = Round(peerSeconds / ours),
                         ["peer"] = preprocess ? "PIL + numpy" : "PIL",
+                        ["load_average"] = MachineInfo.LoadText(),
                     });
                     if (json) Console.WriteLine(rows[^1].ToJsonString(JsonLine));
                 }
             }
-            if (!json) PrintTable(rows, peer, peerProblem, config, batch);
+            if (!json) PrintTable(rows, peerName, peerProblem, config, batch);
             return 0;
         }
         finally
@@ -96,31 +135,36 @@ internal static class VisionBench
         }
     }
 
-    private static void PrintTable(List<JsonObject> rows, PeerReport? peer, string? peerProblem, VisionTowerConfig config, int batch)
+    private static void PrintTable(List<JsonObject> rows, string? peerName, string? peerProblem, VisionTowerConfig config, int batch)
     {
         Console.WriteLine($"graft bench vision: CLIP ViT-L/14-336 shape ({config.Layers} layers, width {Width}, {Heads} heads, {config.Patches + 1} tokens), batch {batch}, "
-            + $"{Environment.ProcessorCount} threads (ours), {Flops(config) / 1e9:F1} GFLOP per image");
-        Console.WriteLine(peer?.TorchVersion is string v ? $"Peer: PyTorch {v}, eager, no_grad, f32, {PeerThreads} threads (it has no fast bf16 on this CPU; bf16 rows compare against its f32)."
-            : $"Peer: none ({peer?.TorchProblem ?? peerProblem}).");
+            + $"{Environment.ProcessorCount} threads, {Flops(config) / 1e9:F1} GFLOP per image; best forward of each side");
+        Console.WriteLine(MachineInfo.Line());
+        Console.WriteLine(peerName is not null ? $"Peer: {peerName} (each dtype against the peer in the same dtype)." : $"Peer: none ({peerProblem}).");
         Console.WriteLine("ratio > 1 means ours is faster.");
+        Console.WriteLine($"Load average at the end: {MachineInfo.LoadText()}");
         Console.WriteLine();
         foreach (var row in rows)
         {
             if (row.ContainsKey("images_per_s"))
-                Console.WriteLine($"{(string)row["what"]!,-44} {Format(row["images_per_s"]),8} img/s  {Format(row["gflops"]),7} GFLOP/s  peer {Format(row["peer_images_per_s"]),8} img/s  ratio {Format(row["ratio"])}");
+                Console.WriteLine($"{(string)row["what"]!,-44} {Format(row["images_per_s"]),8} img/s  {Format(row["gflops"]),7} GFLOP/s  peer {Format(row["peer_images_per_s"]),8} img/s  ratio {Format(row["ratio"])}"
+                    + (row["relative_difference"] is { } d ? $"  output vs peer {d.GetValue<double>():0.0e+0} (tol {row["tolerance"]!.GetValue<double>():0e+0})" : ""));
             else
                 Console.WriteLine($"{(string)row["what"]!,-44} ours {Format(row["ours_ms"]),8} ms  {(string)row["peer"]!} {Format(row["peer_ms"])} ms  ratio {Format(row["ratio"])}");
         }
     }
 
     /// <summary>Seconds per forward pass of a random tower with its matrices stored as <paramref name="dtype"/>.</summary>
-    private static double[] TimeTower(VisionTowerConfig config, DType dtype, int batch, int repeats)
+    private static TowerSide TimeTower(VisionTowerConfig config, DType dtype, int batch, int repeats)
     {
         using var model = RandomClip(config, dtype);
-        var pixels = Tensor.Zeros(batch, 3, config.ImageSize, config.ImageSize);
-        Fill(pixels.Span, new Random(7), 1f);
+        var pixels = Pixels(config, batch);
         using var _ = Autograd.NoGrad();
-        model.Forward(pixels, keepHiddenStates: false);
+        var last = model.Forward(pixels, keepHiddenStates: false).LastHiddenState;
+        int tokens = last.Shape[1];
+        var rows = new float[2 * config.Width];
+        last.Span.Slice(0, config.Width).CopyTo(rows);
+        last.Span.Slice((tokens - 1) * config.Width, config.Width).CopyTo(rows.AsSpan(config.Width));
         var seconds = new double[repeats];
         for (int i = 0; i < repeats; i++)
         {
@@ -128,7 +172,7 @@ internal static class VisionBench
             model.Forward(pixels, keepHiddenStates: false);
             seconds[i] = watch.Elapsed.TotalSeconds;
         }
-        return seconds;
+        return new TowerSide(seconds, rows, "Graft");
     }
 
     /// <summary>Seconds to decode the file, and to turn it into a [3, S, S] tensor when a preprocessor is given.</summary>
@@ -151,7 +195,7 @@ internal static class VisionBench
     }
 
     /// <summary>A CLIP tower with random weights; matrices in <paramref name="dtype"/>, vectors in F32 (as a loaded checkpoint has them).</summary>
-    private static ClipVisionModel RandomClip(VisionTowerConfig c, DType dtype)
+    internal static ClipVisionModel RandomClip(VisionTowerConfig c, DType dtype)
     {
         var random = new Random(1);
         var parameters = new List<Tensor>();
@@ -204,22 +248,32 @@ internal static class VisionBench
 
     private static string Format(JsonNode? node) => node is null ? "-" : node.GetValue<double>().ToString("F2", CultureInfo.InvariantCulture);
 
-    /// <summary>Runs tools/bench/vision_peer.py under /usr/bin/python3; null (with the reason) when it cannot.</summary>
-    private static PeerReport? RunPeer(VisionTowerConfig c, int batch, int repeats, string folder, out string? problem)
+    private static TowerSide? RunTowerPeer(int layers, int batch, int repeats, DType dtype, out string? problem)
     {
         var request = new JsonObject
         {
-            ["layers"] = c.Layers, ["width"] = c.Width, ["heads"] = c.Heads, ["intermediate"] = c.IntermediateSize, ["patch"] = c.PatchSize,
-            ["image"] = c.ImageSize, ["batch"] = batch, ["repeats"] = repeats, ["threads"] = PeerThreads,
-            ["jpeg"] = new JsonObject { ["folder"] = folder, ["width"] = JpegWidth, ["height"] = JpegHeight, ["repeats"] = JpegRepeats },
+            ["layers"] = layers, ["batch"] = batch, ["repeats"] = repeats, ["dtype"] = dtype == DType.F32 ? "f32" : "bf16",
+            ["threads"] = Environment.ProcessorCount,
         };
-        using var document = PythonPeer.Run("vision_peer.py", request, "torch", out problem);
+        using var document = PeerProcess.Run("torch-vision", request, out problem);
         if (document is null) return null;
         var root = document.RootElement;
-        var jpeg = root.GetProperty("jpeg");
+        return new TowerSide(PeerProcess.Doubles(root.GetProperty("seconds")), PeerProcess.Floats(root.GetProperty("rows")), root.GetProperty("peer").GetString()!);
+    }
+
+    /// <summary>Runs tools/bench/jpeg_peer.py (PIL) under /usr/bin/python3; null (with the reason) when it cannot.</summary>
+    private static PilReport? RunPilPeer(string folder, out string? problem)
+    {
+        var request = new JsonObject
+        {
+            ["image"] = ImageSize,
+            ["jpeg"] = new JsonObject { ["folder"] = folder, ["width"] = JpegWidth, ["height"] = JpegHeight, ["repeats"] = JpegRepeats },
+        };
+        using var document = PythonPeer.Run("jpeg_peer.py", request, "PIL", out problem);
+        if (document is null) return null;
+        var jpeg = document.RootElement.GetProperty("jpeg");
         static double[] Doubles(JsonElement e) => e.EnumerateArray().Select(x => x.GetDouble()).ToArray();
-        return new PeerReport(root.GetProperty("torch").GetString(), root.GetProperty("torch_problem").GetString(), Doubles(root.GetProperty("vit_seconds")),
-            jpeg.GetProperty("path").GetString()!, jpeg.GetProperty("bytes").GetInt64(),
+        return new PilReport(jpeg.GetProperty("path").GetString()!, jpeg.GetProperty("bytes").GetInt64(),
             Doubles(jpeg.GetProperty("decode_seconds")), Doubles(jpeg.GetProperty("decode_preprocess_seconds")));
     }
 }

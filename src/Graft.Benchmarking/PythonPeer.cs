@@ -13,7 +13,9 @@ internal static class PythonPeer
     private const string Python = "/usr/bin/python3";
 
     /// <summary>The peer's JSON answer, or null with the reason when it cannot run (script or module missing, failure).</summary>
-    public static JsonDocument? Run(string scriptName, JsonObject request, string requiredModule, out string? problem)
+    public static JsonDocument? Run(string scriptName, JsonObject request, string requiredModule, out string? problem,
+        IReadOnlyDictionary<string, string>? environment = null)
+    // environment: variables to set for the peer; an empty value removes the variable.
     {
         string? script = FindScript(scriptName);
         if (script is null) { problem = $"tools/bench/{scriptName} not found above the current directory or the executable"; return null; }
@@ -22,6 +24,11 @@ internal static class PythonPeer
         {
             RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            if (value.Length == 0) start.Environment.Remove(name);
+            else start.Environment[name] = value;
+        }
         using var process = Process.Start(start);
         if (process is null) { problem = $"could not start {Python}"; return null; }
         process.StandardInput.Write(request.ToJsonString());

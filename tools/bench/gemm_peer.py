@@ -1,16 +1,23 @@
 #!/usr/bin/python3
-"""Peer timings for `graft bench gemm`: the same products in numpy, and numpy's memory read bandwidth.
+"""Peer timings for `graft bench gemm`: the same products in numpy (OpenBLAS), and numpy's memory read bandwidth.
 
 Reads one JSON object on stdin:
   {"shapes": [{"name": str, "m": int, "n": int, "k": int, "trans_a": bool, "trans_b": bool}, ...],
    "bandwidth_bytes": int, "seconds_per_shape": float}
 Writes one JSON object on stdout:
-  {"numpy": version, "blas": {"kind": ..., "libraries": [...]}, "bandwidth_gbps": float,
-   "results": [{"name": str, "seconds": median seconds, "best_seconds": fastest}, ...]}
+  {"numpy": version, "blas": {"kind": ..., "libraries": [...], "core": openblas_get_corename(), "threads": int},
+   "bandwidth_gbps": float,
+   "results": [{"name": str, "seconds": median seconds, "best_seconds": fastest, "rows": base64 f32 of C's rows 0, m/2, m-1}, ...]}
+
+The operands are the pattern Graft's side fills too (pattern() below), so C can be compared. The caller sets
+OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs: Debian's OpenBLAS 0.3.21 does not recognise newer CPUs and silently runs
+its SSE3 "Prescott" kernels otherwise; the kernel it really runs is reported from openblas_get_corename().
 
 The BLAS is read from /proc/self/maps after a product has run: numpy.show_config reports what numpy was
 built against, not what the dynamic loader picked through Debian's alternatives at run time.
 """
+import base64
+import ctypes
 import json
 import os
 import statistics
@@ -42,7 +49,17 @@ def loaded_blas():
         kind = "reference"
     else:
         kind = "unknown"
-    return {"kind": kind, "libraries": sorted(paths)}
+    report = {"kind": kind, "libraries": sorted(paths), "core": None, "threads": None}
+    for path in sorted(paths):
+        try:
+            library = ctypes.CDLL(path)
+            library.openblas_get_corename.restype = ctypes.c_char_p
+            report["core"] = library.openblas_get_corename().decode()
+            report["threads"] = library.openblas_get_num_threads()
+            break
+        except (OSError, AttributeError):
+            continue
+    return report
 
 
 def repeat_seconds(run, budget):
@@ -59,10 +76,17 @@ def repeat_seconds(run, budget):
     return times
 
 
-def operands(shape, rng):
+def pattern(shape, salt):
+    """Values in [-0.5, 0.5) from the element's index in storage order, computed in float64, rounded to float32."""
+    count = shape[0] * shape[1]
+    index = np.arange(count, dtype=np.int64)
+    return (((index * 7919 + salt * 104729) % 2003) / 2003.0 - 0.5).astype(np.float32).reshape(shape)
+
+
+def operands(shape):
     m, n, k = shape["m"], shape["n"], shape["k"]
-    a = rng.standard_normal((k, m) if shape["trans_a"] else (m, k), dtype=np.float32)
-    b = rng.standard_normal((n, k) if shape["trans_b"] else (k, n), dtype=np.float32)
+    a = pattern((k, m) if shape["trans_a"] else (m, k), 1)
+    b = pattern((n, k) if shape["trans_b"] else (k, n), 2)
     return (a.T if shape["trans_a"] else a), (b.T if shape["trans_b"] else b)
 
 
@@ -86,13 +110,15 @@ def read_bandwidth(total_bytes, budget):
 def main():
     request = json.load(sys.stdin)
     budget = float(request.get("seconds_per_shape", 1.0))
-    rng = np.random.default_rng(0)
     results = []
     for shape in request["shapes"]:
-        a, b = operands(shape, rng)
+        a, b = operands(shape)
         out = np.empty((shape["m"], shape["n"]), dtype=np.float32)
         times = repeat_seconds(lambda: np.matmul(a, b, out=out), budget)
-        results.append({"name": shape["name"], "seconds": statistics.median(times), "best_seconds": min(times)})
+        m = shape["m"]
+        rows = np.ascontiguousarray(out[[0, m // 2, m - 1]], dtype=np.float32)
+        results.append({"name": shape["name"], "seconds": statistics.median(times), "best_seconds": min(times),
+                        "rows": base64.b64encode(rows.tobytes()).decode()})
         del a, b, out
     bandwidth = read_bandwidth(int(request["bandwidth_bytes"]), budget) if request.get("bandwidth_bytes") else None
     json.dump({"numpy": np.__version__, "blas": loaded_blas(), "threads": os.cpu_count(),
