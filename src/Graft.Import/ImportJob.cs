@@ -15,6 +15,7 @@ namespace Graft.Import;
 /// </summary>
 internal sealed class ImportJob : IDisposable
 {
+    private const long LargeTensorBytes = 32L << 20;
     private static readonly JsonSerializerOptions Indented = new(PluginManifest.JsonOptions) { WriteIndented = true };
     private readonly CheckpointFolder _folder;
     private readonly ImportRequest _request;
@@ -57,7 +58,13 @@ internal sealed class ImportJob : IDisposable
         _provenance[relativePath] = record;
         SafeTensorsWriter.WriteStreamed(PathOf(relativePath), entries, i => list[i].Source.Load(list[i].Tensor.Source.Name),
             new Dictionary<string, string> { ["format"] = "pt" },
-            i => _request.Progress?.Invoke(new ImportProgress(++_done, Total, part, list[i].Tensor.Target, list[i].Tensor.Source.ByteLength)));
+            i =>
+            {
+                _request.Progress?.Invoke(new ImportProgress(++_done, Total, part, list[i].Tensor.Target, list[i].Tensor.Source.ByteLength));
+                // A large tensor read into memory is garbage once written; collect it now rather than letting several pile up
+                // on the large object heap, so the import holds about one tensor at a time.
+                if (list[i].Tensor.Source.ByteLength >= LargeTensorBytes) GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+            });
     }
 
     /// <summary>The plug-in's tensors as trainable F32 copies, named as the design names them.</summary>

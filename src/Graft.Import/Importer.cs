@@ -15,6 +15,7 @@ public static class Importer
         (LlavaImport.Original, "LLaVA-1.5 as its authors released it (LlavaLlamaForCausalLM: liuhaotian/llava-v1.5-7b, -13b); needs --vision (openai/clip-vit-large-patch14-336)"),
         (LlavaImport.HuggingFace, "LLaVA-1.5 converted by llava-hf (LlavaForConditionalGeneration: llava-hf/llava-1.5-7b-hf, -13b-hf), either key layout"),
         (LlavaImport.Pretrain, "LLaVA-1.5's stage-1 projector (mm_projector.bin) over the Vicuna it was trained on; needs --base and --vision"),
+        (IaaImport.Layout, "IAA (IAALlamaForCausalLM: qihoo360/Inner-Adaptor-Architecture): the frozen Llama 3 and two InnerAdaptor plug-ins (MM, grounding); needs --vision"),
     ];
 
     public static ImportResult Import(ImportRequest request)
@@ -26,6 +27,7 @@ public static class Importer
         return layout switch
         {
             LlavaImport.Original or LlavaImport.HuggingFace or LlavaImport.Pretrain => LlavaImport.Import(request, layout),
+            IaaImport.Layout => IaaImport.Import(request),
             _ => throw new ArgumentException($"--format: '{layout}' is not a layout this build imports ({string.Join(", ", Layouts.Select(l => l.Name))})"),
         };
     }
@@ -46,6 +48,7 @@ public static class Importer
             "LlavaLlamaForCausalLM" when File.Exists(Path.Combine(folder, "mm_projector.bin")) && !TensorSource.HasWeights(folder) => LlavaImport.Pretrain,
             "LlavaLlamaForCausalLM" when File.Exists(Path.Combine(folder, "mm_projector.bin")) && TensorSource.HasWeights(folder) && OnlyProjector(folder) => LlavaImport.Pretrain,
             "LlavaLlamaForCausalLM" => LlavaImport.Original,
+            "IAALlamaForCausalLM" => IaaImport.Layout,
             null => throw new ImportException(configPath, "names no architecture; name the layout with --format", "architectures"),
             _ => throw new ImportException(configPath, $"'{architecture}' is not a layout this build imports ({string.Join(", ", Layouts.Select(l => l.Name))})", "architectures"),
         };

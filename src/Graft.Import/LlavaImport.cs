@@ -28,9 +28,9 @@ internal static class LlavaImport
     public const string HuggingFace = "llava-hf";
     public const string Pretrain = "llava-pretrain";
 
-    private const string LlamaNames = @"model\.(?:embed_tokens\.weight|norm\.weight|layers\.\d+\.(?:self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)\.(?:weight|bias)|layers\.\d+\.(?:input|post_attention)_layernorm\.weight)|lm_head\.weight";
-    private const string RotaryBuffer = @"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq";
-    private const string RotaryWhy = "a buffer transformers 4.31 saved; recomputed from rope_theta";
+    internal const string LlamaNames = @"model\.(?:embed_tokens\.weight|norm\.weight|layers\.\d+\.(?:self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)\.(?:weight|bias)|layers\.\d+\.(?:input|post_attention)_layernorm\.weight)|lm_head\.weight";
+    internal const string RotaryBuffer = @"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq";
+    internal const string RotaryWhy = "a buffer transformers 4.31 saved; recomputed from rope_theta";
 
     /// <summary>LLaVA's own checkpoint: the LLM under Llama's names, the projector, and the tower copy their code does not load.</summary>
     public static readonly TensorMap OriginalMap = new(Original,
@@ -172,7 +172,7 @@ internal static class LlavaImport
             : File.Exists(Path.Combine(source, "mm_projector.bin")) ? Path.Combine(source, "mm_projector.bin")
             : throw new FileNotFoundException($"'{source}' holds no mm_projector.bin", Path.Combine(source, "mm_projector.bin"));
 
-    private static JsonObject ClipVisionConfig(string folder)
+    internal static JsonObject ClipVisionConfig(string folder)
     {
         string path = Path.Combine(folder, "config.json");
         var config = HfConfigs.Read(path);
@@ -185,7 +185,7 @@ internal static class LlavaImport
     }
 
     /// <summary>The authors' feature selection and padding, from the release's config.</summary>
-    private static VisionTowerOptions FrontEndOptions(string layout, JsonObject config, string path, List<string> notes)
+    internal static VisionTowerOptions FrontEndOptions(string layout, JsonObject config, string path, List<string> notes)
     {
         if (layout == HuggingFace)
         {

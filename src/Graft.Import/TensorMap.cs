@@ -24,6 +24,9 @@ public enum Destination
 /// </summary>
 public sealed record TensorRule(string Pattern, Destination Destination, string Target, string Why = "")
 {
+    /// <summary>Which plug-in a <see cref="Destination.Plugin"/> tensor belongs to, when a release holds several (IAA's workflows); "" is the main one.</summary>
+    public string Branch { get; init; } = "";
+
     private Regex? _regex;
 
     private Regex Regex => _regex ??= new Regex("^(?:" + Pattern + ")$", RegexOptions.CultureInvariant);
@@ -59,8 +62,8 @@ public sealed class TensorMap(string layout, IReadOnlyList<TensorRule> rules)
                 continue;
             }
             rule.TryMap(tensor.Name, out string target);
-            if (rule.Destination != Destination.Drop && !targets.TryAdd((rule.Destination, target), tensor.Name))
-                throw new ImportException(tensor.File, $"and '{targets[(rule.Destination, target)]}' would both become {rule.Destination.ToString().ToLowerInvariant()} tensor '{target}'", tensor.Name);
+            if (rule.Destination != Destination.Drop && !targets.TryAdd((rule.Destination, rule.Branch + "/" + target), tensor.Name))
+                throw new ImportException(tensor.File, $"and '{targets[(rule.Destination, rule.Branch + "/" + target)]}' would both become {rule.Destination.ToString().ToLowerInvariant()} tensor '{target}'", tensor.Name);
             mapped.Add(new MappedTensor(tensor, rule.Destination, target, rule));
         }
         if (unknown.Count > 0)

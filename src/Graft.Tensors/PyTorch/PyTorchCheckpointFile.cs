@@ -314,24 +314,32 @@ public sealed class PyTorchCheckpointFile : IDisposable
     {
         var info = Info(name);
         if (!info.IsFloat) throw new PyTorchCheckpointException(Path, $"is {info.DType}, not a float type; read it with ReadIntegers", name);
-        var raw = ReadContiguous(info);
         Tensor tensor;
         switch (info.DType)
         {
             case TorchDType.Float32:
-                tensor = Tensor.FromArray(MemoryMarshal.Cast<byte, float>(raw).ToArray(), info.Shape);
+            {
+                // Read straight into the tensor's own array: one copy of the elements in memory, not two.
+                var floats = new float[info.ElementCount];
+                ReadInto(info, MemoryMarshal.AsBytes(floats.AsSpan()));
+                tensor = Tensor.FromArray(floats, info.Shape);
                 break;
+            }
             case TorchDType.Float64:
             {
-                var doubles = MemoryMarshal.Cast<byte, double>(raw);
+                var doubles = MemoryMarshal.Cast<byte, double>(ReadContiguous(info));
                 var floats = new float[doubles.Length];
                 for (int i = 0; i < floats.Length; i++) floats[i] = (float)doubles[i];
                 tensor = Tensor.FromArray(floats, info.Shape);
                 break;
             }
             default:
-                tensor = Tensor.FromHalfBits(MemoryMarshal.Cast<byte, ushort>(raw).ToArray(), info.GraftDType, info.Shape);
+            {
+                var bits = new ushort[info.ElementCount];
+                ReadInto(info, MemoryMarshal.AsBytes(bits.AsSpan()));
+                tensor = Tensor.FromHalfBits(bits, info.GraftDType, info.Shape);
                 break;
+            }
         }
         tensor.Name = name;
         return tensor;
@@ -363,16 +371,26 @@ public sealed class PyTorchCheckpointFile : IDisposable
     public byte[] ReadContiguous(TorchTensorInfo info)
     {
         ArgumentNullException.ThrowIfNull(info);
+        long bytes = ElementSize(info.DType) * info.ElementCount;
+        if (bytes > Array.MaxLength) throw new PyTorchCheckpointException(Path, $"{bytes} bytes are too many for one array", info.Name);
+        var result = new byte[bytes];
+        ReadInto(info, result);
+        return result;
+    }
+
+    /// <summary>The tensor's elements, row-major and contiguous, written into <paramref name="result"/> (exactly its byte length).</summary>
+    public void ReadInto(TorchTensorInfo info, Span<byte> result)
+    {
+        ArgumentNullException.ThrowIfNull(info);
         ObjectDisposedException.ThrowIf(_file.IsClosed, this);
         long size = ElementSize(info.DType), count = info.ElementCount;
-        if (count * size > Array.MaxLength) throw new PyTorchCheckpointException(Path, $"{count * size} bytes are too many for one array", info.Name);
-        var result = new byte[count * size];
-        if (count == 0) return result;
+        if (result.Length != count * size) throw new ArgumentException($"{result.Length} bytes given for {count * size}", nameof(result));
+        if (count == 0) return;
         long start = info.Storage.FileOffset + info.StorageOffset * size;
         if (info.IsContiguous)
         {
             ZipDirectory.ReadExactly(_file, result, start, Path);
-            return result;
+            return;
         }
         // A strided view: read the span of storage it covers in pieces and gather its elements row by row.
         int rank = info.Shape.Length;
@@ -388,11 +406,11 @@ public sealed class PyTorchCheckpointFile : IDisposable
             long offset = start;
             for (int d = 0; d < inner; d++) offset += index[d] * info.Stride[d] * size;
             if (byElement)
-                for (int j = 0; j < innerCount; j++) ZipDirectory.ReadExactly(_file, result.AsSpan((int)written + j * (int)size, (int)size), offset + j * innerStride, Path);
+                for (int j = 0; j < innerCount; j++) ZipDirectory.ReadExactly(_file, result.Slice((int)written + j * (int)size, (int)size), offset + j * innerStride, Path);
             else
             {
                 ZipDirectory.ReadExactly(_file, row, offset, Path);
-                for (int j = 0; j < innerCount; j++) row.AsSpan((int)(j * innerStride), (int)size).CopyTo(result.AsSpan((int)written + j * (int)size));
+                for (int j = 0; j < innerCount; j++) row.AsSpan((int)(j * innerStride), (int)size).CopyTo(result.Slice((int)written + j * (int)size));
             }
             written += innerCount * size;
             for (int d = inner - 1; d >= 0; d--)
@@ -401,7 +419,6 @@ public sealed class PyTorchCheckpointFile : IDisposable
                 index[d] = 0;
             }
         }
-        return result;
     }
 
     public void Dispose() => _file.Dispose();

@@ -22,10 +22,29 @@ from golden import load_safetensors  # noqa: E402
 
 
 class PretrainedConfig(SimpleNamespace):
+    """A config's keys as attributes, with transformers' output switches. The attention implementation reads as
+    "eager" whatever code asks for (IAA's sets flash_attention_2): flash attention computes the same softmax(QK^T)V,
+    and there is no flash_attn on a CPU."""
     model_type = ""
+    output_attentions = False
+    output_hidden_states = False
+    use_return_dict = True
+    is_encoder_decoder = False
+    pad_token_id = None
+    use_cache = True
+    attention_bias = False
+    attention_dropout = 0.0
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+
+    @property
+    def _attn_implementation(self):
+        return "eager"
+
+    @_attn_implementation.setter
+    def _attn_implementation(self, value):
+        pass
 
     @classmethod
     def from_dict(cls, d):
@@ -81,7 +100,7 @@ class StoppingCriteria:
 
 
 class PreTrainedModel(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, *args, **kwargs):
         super().__init__()
         self.config = config
 

@@ -1,0 +1,1 @@
+from transformers import PreTrainedModel  # noqa: F401

@@ -1,0 +1,2 @@
+def is_torch_fx_available():
+    return False
