@@ -18,6 +18,7 @@ public static class BenchCommand
         var bench = new Command("bench", "Time engine kernels against a peer implementation in the same run.");
         bench.Subcommands.Add(GemmBench.Create());
         bench.Subcommands.Add(VisionBench.Create());
+        bench.Subcommands.Add(JpegBench.Create());
         bench.Subcommands.Add(DecodeBench.Create());
         bench.Subcommands.Add(BatchBench.Create());
         bench.Subcommands.Add(TrainBench.Create());

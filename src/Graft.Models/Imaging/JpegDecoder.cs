@@ -63,7 +63,7 @@ internal static class JpegDecoder
         Frame? frame = null;
         int restartInterval = 0, scans = 0, orientation = 1;
         long work = 0, budget = 0;
-        bool sawJfif = false, sawAdobe = false;
+        bool sawJfif = false, sawAdobe = false, sawExif = false;
         int adobeTransform = -1;
         int pos = 2;
         while (true)
@@ -136,8 +136,11 @@ internal static class JpegDecoder
                     sawJfif |= body.StartsWith("JFIF\0"u8);
                     break;
                 case 0xE1:
-                    if (body.StartsWith("Exif\0\0"u8))
+                    if (body.StartsWith("Exif\0\0"u8) && !sawExif)
+                    {
+                        sawExif = true; // PIL reads the first Exif segment
                         orientation = ExifOrientation.Read(body[6..]);
+                    }
                     break;
                 case 0xEE:
                     if (body.Length >= 12 && body.StartsWith("Adobe"u8))

@@ -6,7 +6,9 @@ namespace Graft.Models.Imaging;
 /// <summary>
 /// PNG (ISO/IEC 15948): every colour type and bit depth, PLTE + tRNS, Adam7, all five filters, CRC on every chunk.
 /// 16-bit samples keep their high byte (as PIL does for RGB/RGBA/LA; the colour key in tRNS compares all 16 bits);
-/// sub-byte gray is scaled v * 255 / (2^depth - 1); alpha is composited onto the background.
+/// sub-byte gray is scaled v * 255 / (2^depth - 1); alpha (channel, palette tRNS or colour key) is dropped as PIL's
+/// convert("RGB") drops it, or composited onto a background when asked; the eXIf chunk's orientation (else an XMP
+/// tiff:Orientation) is applied as PIL's exif_transpose does.
 /// </summary>
 internal static class PngDecoder
 {
@@ -31,6 +33,7 @@ internal static class PngDecoder
         var compressed = new MemoryStream();
         long firstIdatOffset = -1;
         bool idatEnded = false, sawIend = false;
+        int? exifOrientation = null, xmpOrientation = null;
         int pos = Signature.Length;
         while (!sawIend)
         {
@@ -87,6 +90,12 @@ internal static class PngDecoder
                 case "IEND":
                     sawIend = true;
                     break;
+                case "eXIf":
+                    exifOrientation = ExifOrientation.ReadTag(body); // PIL keeps the last eXIf chunk
+                    break;
+                case "iTXt":
+                    xmpOrientation = ExifOrientation.FromPngXmp(body) ?? xmpOrientation;
+                    break;
                 default:
                     if ((typeBytes[0] & 0x20) == 0)
                         throw new ImageFormatException($"unknown critical chunk {type}", source, chunkOffset);
@@ -102,7 +111,8 @@ internal static class PngDecoder
         CheckZlibHeader(compressed, source, firstIdatOffset + 8);
         byte[] raw = Inflate(compressed, ExpectedRawSize(h, source), source, firstIdatOffset, cancellationToken);
         var pixels = new byte[checked(h.Width * h.Height * 3)];
-        var target = new PixelWriter(h, palette, paletteAlpha, colourKey, options.Background, pixels, source, firstIdatOffset);
+        bool composite = options.Alpha == AlphaHandling.Composite;
+        var target = new PixelWriter(h, palette, composite ? paletteAlpha : null, composite ? colourKey : null, composite ? options.Background : null, pixels, source, firstIdatOffset);
         if (h.Interlaced)
         {
             int offset = 0;
@@ -126,7 +136,10 @@ internal static class PngDecoder
             for (int y = 0; y < h.Height; y++)
                 target.WriteRow(raw.AsSpan(y * (rowBytes + 1) + 1, rowBytes), y, 0, 1, h.Width);
         }
-        return new RgbImage(h.Width, h.Height, pixels);
+        var image = new RgbImage(h.Width, h.Height, pixels);
+        // As PIL's getexif: the eXIf chunk's tag, else an XMP packet's tiff:Orientation.
+        int orientation = exifOrientation ?? xmpOrientation ?? 1;
+        return options.ApplyExifOrientation ? ExifOrientation.Apply(image, orientation) : image;
     }
 
     private static readonly (int X0, int Y0, int Dx, int Dy)[] Adam7 =
@@ -296,8 +309,10 @@ internal static class PngDecoder
 
     /// <summary>Turns unfiltered rows of any colour type and depth into composited RGB pixels.</summary>
     private readonly struct PixelWriter(
-        Header h, byte[]? palette, byte[]? paletteAlpha, int[]? colourKey, RgbColor background, byte[] pixels, string? source, long offset)
+        Header h, byte[]? palette, byte[]? paletteAlpha, int[]? colourKey, RgbColor? background, byte[] pixels, string? source, long offset)
     {
+        private readonly bool composite = background is not null;
+
         public void WriteRow(ReadOnlySpan<byte> row, int y, int x0, int dx, int count)
         {
             int depth = h.BitDepth;
@@ -347,7 +362,7 @@ internal static class PngDecoder
                         break;
                 }
                 int o = (y * h.Width + x0 + i * dx) * 3;
-                if (a == 255)
+                if (a == 255 || !composite)
                 {
                     pixels[o] = (byte)r;
                     pixels[o + 1] = (byte)g;
@@ -355,9 +370,10 @@ internal static class PngDecoder
                 }
                 else
                 {
-                    pixels[o] = ImageDecoder.Composite(r, a, background.R);
-                    pixels[o + 1] = ImageDecoder.Composite(g, a, background.G);
-                    pixels[o + 2] = ImageDecoder.Composite(b, a, background.B);
+                    var bg = background!.Value;
+                    pixels[o] = ImageDecoder.Composite(r, a, bg.R);
+                    pixels[o + 1] = ImageDecoder.Composite(g, a, bg.G);
+                    pixels[o + 2] = ImageDecoder.Composite(b, a, bg.B);
                 }
             }
         }

@@ -60,12 +60,15 @@ public sealed record DecodeOptions
 
     public ImageLimits Limits { get; init; } = ImageLimits.Default;
 
-    public AlphaHandling Alpha { get; init; } = AlphaHandling.Composite;
+    public AlphaHandling Alpha { get; init; } = AlphaHandling.Drop;
 
     /// <summary>The colour transparent pixels are composited onto when <see cref="Alpha"/> is Composite (white by default).</summary>
     public RgbColor Background { get; init; } = RgbColor.White;
 
-    /// <summary>Apply the EXIF orientation tag (JPEG APP1) so the image reads upright, as PIL's ImageOps.exif_transpose does.</summary>
+    /// <summary>
+    /// Apply the EXIF orientation (JPEG APP1, PNG eXIf or XMP, WebP EXIF) so the image reads upright, as PIL's
+    /// ImageOps.exif_transpose does in transformers' load_image.
+    /// </summary>
     public bool ApplyExifOrientation { get; init; } = true;
 }
 

@@ -18,12 +18,32 @@ public class ImageFuzzTests
     [Trait("Category", "Slow")]
     public void LongMutationRun() => Run(cases: 300_000, seed: 99, budget: TimeSpan.FromMinutes(10));
 
-    private static void Run(int cases, int seed, TimeSpan budget)
+    /// <summary>
+    /// Mutations of real files installed by Debian packages (docs, icons, test images under /usr/share: PNG, JPEG, GIF,
+    /// WebP), the corpus issue #14 asks for; the files are found at run time, none is committed. Needs at least 200.
+    /// </summary>
+    [Fact]
+    [Trait("Category", "Slow")]
+    public void RealFilesFromDebianPackagesMutated()
     {
-        var originals = ImageGoldenTests.Manifest
-            .Select(c => File.ReadAllBytes(Path.Combine(ImageGoldenTests.Folder, c.File))).ToArray();
-        // A tight limit keeps inflated "huge" headers cheap to reject while the originals (at most 33x33) still fit.
-        var limits = new ImageLimits { MaxPixels = 1 << 16, MaxFileBytes = 1 << 20 };
+        var files = Directory.EnumerateFiles("/usr/share", "*", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true })
+            .Where(f => Path.GetExtension(f).ToLowerInvariant() is ".png" or ".jpg" or ".jpeg" or ".gif" or ".webp")
+            .Where(f => new FileInfo(f).Length is > 0 and < 512 << 10)
+            .Order(StringComparer.Ordinal).ToArray();
+        Assert.True(files.Length >= 200, $"only {files.Length} real images under /usr/share; install docs/icon packages (see README, Tests)");
+        Run(cases: 200_000, seed: 7, budget: TimeSpan.FromMinutes(20), files.Select(File.ReadAllBytes).ToArray(),
+            new ImageLimits { MaxPixels = 1 << 24, MaxFileBytes = 1 << 22 });
+    }
+
+    private static void Run(int cases, int seed, TimeSpan budget) =>
+        Run(cases, seed, budget,
+            ImageGoldenTests.Manifest.Select(c => File.ReadAllBytes(Path.Combine(ImageGoldenTests.Folder, c.File)))
+                .Concat(ImageCorpusTests.Manifest.Select(c => File.ReadAllBytes(Path.Combine(ImageCorpusTests.Folder, c.File)))).ToArray(),
+            // A tight limit keeps inflated "huge" headers cheap to reject while the originals still fit.
+            new ImageLimits { MaxPixels = 1 << 16, MaxFileBytes = 1 << 20 });
+
+    private static void Run(int cases, int seed, TimeSpan budget, byte[][] originals, ImageLimits limits)
+    {
         var failures = new List<string>();
         int decoded = 0, rejected = 0;
         long slowestTicks = 0;
@@ -37,6 +57,14 @@ public class ImageFuzzTests
                 var sw = Stopwatch.StartNew();
                 try
                 {
+                    try
+                    {
+                        ImageDecoder.ReadHeader(data, $"case{i}");
+                    }
+                    catch (ImageFormatException)
+                    {
+                        // the probe may refuse what it cannot read; any other exception is a failure
+                    }
                     ImageDecoder.Decode(data, limits, $"case{i}");
                     decoded++;
                 }
@@ -47,7 +75,7 @@ public class ImageFuzzTests
                 catch (Exception e)
                 {
                     lock (failures)
-                        failures.Add($"case {i} ({ImageGoldenTests.Manifest[which].File}, {how}): {e.GetType().Name}: {e.Message}");
+                        failures.Add($"case {i} (original {which}, {how}): {e.GetType().Name}: {e.Message}");
                 }
                 slowestTicks = Math.Max(slowestTicks, sw.ElapsedTicks);
             }
@@ -136,6 +164,11 @@ public class ImageFuzzTests
             BinaryPrimitives.WriteUInt32BigEndian(data.AsSpan(20), (uint)rng.Next(1, 1 << 20));
             if (rng.Next(2) == 0) // valid CRC, so the limit check itself is what rejects it
                 BinaryPrimitives.WriteUInt32BigEndian(data.AsSpan(29), ImageDecoderErrorTests.Crc(data.AsSpan(12, 17)));
+        }
+        else if (data.Length > 20 && data[0] == (byte)'G' && data[1] == (byte)'I')
+        {
+            BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(6), (ushort)rng.Next(65536));
+            BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(8), (ushort)rng.Next(65536));
         }
         else if (IsJpeg(data))
         {

@@ -52,6 +52,40 @@ public sealed class VisionEndToEndTests
         }
     }
 
+    /// <summary>
+    /// A GIF goes through the one decoding entry point: its features equal those of a PNG holding the same pixels (which
+    /// ImageCorpusTests holds equal to PIL's); an animated GIF is one line on stderr and exit code 1.
+    /// </summary>
+    [Fact]
+    public void EncodeImageReadsGifAndRefusesAnimatedGif()
+    {
+        string folder = VisionGoldenTests.ModelFolder("clip_vision");
+        var gif = Path.Combine(ImageCorpusTests.Folder, "real_images_logo100.gif");
+        var temp = Directory.CreateTempSubdirectory("graft-gif-");
+        try
+        {
+            var png = Path.Combine(temp.FullName, "same.png");
+            PngEncoder.Save(ImageDecoder.Load(gif), png);
+            var (code, _, error) = Invoke("encode-image", "--vision", folder, "--image", gif, "--out", Path.Combine(temp.FullName, "gif.safetensors"));
+            Assert.True(code == 0, error);
+            (code, _, error) = Invoke("encode-image", "--vision", folder, "--image", png, "--out", Path.Combine(temp.FullName, "png.safetensors"));
+            Assert.True(code == 0, error);
+            using (var fromGif = SafeTensorsFile.Open(Path.Combine(temp.FullName, "gif.safetensors")))
+            using (var fromPng = SafeTensorsFile.Open(Path.Combine(temp.FullName, "png.safetensors")))
+                Assert.Equal(fromPng.ReadFloats("features"), fromGif.ReadFloats("features"));
+
+            var animated = Path.Combine(ImageCorpusTests.Folder, "gif_animated_two_frames.gif");
+            (code, _, error) = Invoke("encode-image", "--vision", folder, "--image", animated, "--out", Path.Combine(temp.FullName, "a.safetensors"));
+            Assert.Equal(1, code);
+            Assert.Contains("animated GIF", error);
+            Assert.Single(error.Trim().Split('\n'));
+        }
+        finally
+        {
+            temp.Delete(recursive: true);
+        }
+    }
+
     [Fact]
     public void EncodeImageReportsBadInputOnOneLine()
     {
