@@ -1,17 +1,25 @@
 using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
 using Graft.Models.Llm;
+using Graft.Models.Vision;
+using Graft.Plugins;
 using Graft.Tensors;
 using Graft.Tensors.SafeTensors;
 
 namespace Graft.Cli;
 
-/// <summary>`graft inspect DIR`: what a Hugging Face checkpoint folder holds and what running it takes.</summary>
+/// <summary>
+/// `graft inspect DIR`: what a folder holds and what running it takes: a Hugging Face LLM checkpoint (architecture,
+/// parameters, dtypes, memory), a CLIP or SigLIP vision tower (image and patch size, tokens per image, preprocessing,
+/// parameters) or a plug-in (as `graft plugin inspect`). Headers only: no weights are read.
+/// </summary>
 public static class InspectCommand
 {
     public static Command Create()
     {
-        var folder = new Argument<string>("DIR") { Description = "A Hugging Face model folder (config.json + safetensors)" };
-        var command = new Command("inspect", "Print a checkpoint's architecture, parameter count, dtypes and memory needed");
+        var folder = new Argument<string>("DIR") { Description = "A Hugging Face LLM or CLIP/SigLIP folder (config.json + safetensors), or a plug-in folder (NAME.graft)" };
+        var command = new Command("inspect", "Print what a model, vision tower or plug-in folder holds: architecture, parameters, dtypes, memory needed");
         command.Arguments.Add(folder);
         command.SetAction(parseResult =>
         {
@@ -24,6 +32,9 @@ public static class InspectCommand
 
     public static int Run(string folder, TextWriter output)
     {
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"'{folder}' does not exist");
+        if (File.Exists(Path.Combine(folder, PluginManifest.FileName))) return PluginCommand.RunInspect(folder, output);
+        if (IsVisionTower(folder)) return RunVision(folder, output);
         var summary = DecoderModel.Inspect(folder);
         var c = summary.Config;
         output.WriteLine($"architecture: {c.Architecture} ({c.Family})");
@@ -39,6 +50,48 @@ public static class InspectCommand
         return 0;
     }
 
+    /// <summary>A CLIP or SigLIP tower: what an image becomes, the preprocessing, the parameters and memory.</summary>
+    public static int RunVision(string folder, TextWriter output)
+    {
+        var kind = VisionTowerConfig.DetectKind(folder);
+        var c = VisionTowerConfig.Read(folder, kind);
+        var p = Graft.Plugins.VisionTowerFrontEnd.PreprocessorFor(c, folder);
+        using var tower = VisionEncoder.Load(folder);
+        var inv = CultureInfo.InvariantCulture;
+        output.WriteLine($"architecture: {(kind == VisionTowerKind.Clip ? "CLIP" : "SigLIP")} vision tower");
+        output.WriteLine($"image: {c.ImageSize}x{c.ImageSize} px, patch {c.PatchSize} ({c.GridSize}x{c.GridSize} = {c.Patches} patches), class token: {(tower.HasClassToken ? "yes" : "no")}");
+        output.WriteLine($"layers: {c.Layers}, width: {c.Width}, intermediate: {c.IntermediateSize}, heads: {c.Heads}, activation: {c.Activation}");
+        output.WriteLine($"features per image: {c.Patches + (tower.HasClassToken ? 1 : 0)} tokens x {c.Width} per hidden state ({c.Layers + 1} hidden states; LLaVA reads layer -2 without the class token: {c.Patches} tokens)");
+        string resize = !p.DoResize ? "no resize" : p.ShortestEdge is int edge ? $"resize shortest edge to {edge}" : $"resize to {p.ResizeHeight}x{p.ResizeWidth}";
+        string crop = p.DoCenterCrop ? $", centre crop {p.CropHeight}x{p.CropWidth}" : "";
+        string Numbers(IReadOnlyList<double> values) => string.Join(" ", values.Select(v => v.ToString("0.####", inv)));
+        output.WriteLine($"preprocessing ({(File.Exists(Path.Combine(folder, Graft.Plugins.VisionTowerFrontEnd.PreprocessorFileName)) ? Graft.Plugins.VisionTowerFrontEnd.PreprocessorFileName : "the family's defaults")}): {resize} ({p.Resample}){crop}, mean {Numbers(p.ImageMean)}, std {Numbers(p.ImageStd)}");
+        long parameters = tower.Parameters.Sum(t => (long)t.Length);
+        output.WriteLine($"parameters: {parameters:N0}");
+        foreach (var group in tower.Parameters.GroupBy(t => t.DType).OrderBy(g => g.Key))
+            output.WriteLine($"  {group.Key.SafeTensorsName()}: {group.Sum(t => (long)t.Length):N0}");
+        output.WriteLine($"memory: weights {Bytes(tower.Parameters.Sum(t => (long)t.Length * t.DType.SizeOf()))}");
+        return 0;
+    }
+
+    /// <summary>Whether the folder's config.json describes a CLIP or SigLIP model (its model_type).</summary>
+    private static bool IsVisionTower(string folder)
+    {
+        string path = Path.Combine(folder, "config.json");
+        if (!File.Exists(path)) return false;
+        try
+        {
+            using var document = JsonDocument.Parse(File.ReadAllBytes(path));
+            return document.RootElement.ValueKind == JsonValueKind.Object
+                && document.RootElement.TryGetProperty("model_type", out var type) && type.ValueKind == JsonValueKind.String
+                && type.GetString() is "clip" or "clip_vision_model" or "siglip" or "siglip_vision_model";
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Bad input becomes one line on stderr and exit code 1 instead of a stack trace.</summary>
     internal static int Guarded(TextWriter error, Func<int> run)
     {
@@ -46,7 +99,8 @@ public static class InspectCommand
         {
             return run();
         }
-        catch (Exception e) when (e is LlmConfigException or SafeTensorsException or IOException or ArgumentException or UnauthorizedAccessException)
+        catch (Exception e) when (e is LlmConfigException or SafeTensorsException or IOException or ArgumentException or UnauthorizedAccessException
+                                      or VisionModelException or PluginFormatException or FormatException)
         {
             error.WriteLine($"error: {e.Message}");
             return 1;

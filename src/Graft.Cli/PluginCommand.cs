@@ -73,9 +73,19 @@ public static class PluginCommand
         var b = manifest.Base;
         output.WriteLine($"base: {b.Architecture} ({b.Family}), {b.NumLayers} layers, hidden {b.HiddenSize}, vocab {b.VocabSize}");
         output.WriteLine($"base fingerprint: {b.Fingerprint}");
+        if (manifest.Training["new_base"] is System.Text.Json.Nodes.JsonObject newBase)
+        {
+            output.WriteLine($"needs the new base its training wrote: {newBase["folder"]?.GetValue<string>()} (Bridge's full mode trained the LLM with the projector; the original base is refused)");
+            output.WriteLine($"LLM parameters trained: {newBase["trained_parameters"]?.GetValue<long>() ?? 0:N0} (the whole LLM, in stage {string.Join(", ", newBase["trained_in_stages"]?.AsArray().Select(n => n?.GetValue<string>()) ?? [])}), from the base in {newBase["from_folder"]?.GetValue<string>() ?? "(no folder)"} ({newBase["from_fingerprint"]?.GetValue<string>()})");
+        }
+        else if (manifest.Design == Bridge.DesignName && manifest.HyperParameters["tune"]?.GetValue<string>() == "full")
+            output.WriteLine("needs the new base its training writes: Bridge's full mode trains the LLM with the projector (graft train writes RUN/base)");
         output.WriteLine(manifest.Vision is { } v
-            ? $"vision: {v.Kind} ({v.TokensPerImage} tokens x {v.FeatureWidth}), fingerprint {v.Fingerprint}"
+            ? $"vision: {v.Kind} ({v.TokensPerImage} tokens x {v.FeatureWidth}), fingerprint {v.Fingerprint}{(v.Folder is null ? "" : $", made with {v.Folder}")}"
             : "vision: none");
+        output.WriteLine(manifest.ChatTemplate is { } template
+            ? $"chat template: {template.Name} (its conversations were trained in it; recorded in plugin.json)"
+            : "chat template: none recorded (the base's own is used)");
         output.WriteLine($"training: {manifest.Training.ToJsonString(PluginManifest.JsonOptions)}");
         using (var file = SafeTensorsFile.Open(tensorsPath))
         {

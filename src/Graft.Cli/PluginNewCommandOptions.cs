@@ -9,7 +9,7 @@ internal sealed class PluginNewCommandOptions
 {
     private readonly Option<string> _design = new("--design") { Description = $"The design: {string.Join(", ", PluginFile.Designs)}", Required = true };
     private readonly Option<string> _base = new("--base") { Description = "The base model folder (Hugging Face); only read", Required = true };
-    private readonly Option<string?> _vision = new("--vision") { Description = $"The vision front end: a CLIP/SigLIP folder or patch-pixels:GRID:CELLS (default {PluginNewSettings.DefaultVision}); not for visual-experts" };
+    private readonly Option<string?> _vision = new("--vision") { Description = "The vision front end (required but for visual-experts): a CLIP/SigLIP folder, or patch-pixels:GRID:CELLS (parameter-free, for experiments)" };
     private readonly Option<string> _output = new("--out") { Description = "The plug-in folder to write (NAME.graft)", Required = true };
     private readonly Option<int> _seed = new("--seed") { Description = "Seed of the initialisation", DefaultValueFactory = _ => 0 };
     private readonly Option<int?> _featureLayer = new("--feature-layer") { Description = "bridge, inner-adaptor, wings: the tower's hidden state read (default -2, LLaVA's and WINGS' 'without the last layer')" };

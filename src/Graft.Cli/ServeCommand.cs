@@ -8,7 +8,7 @@ using Microsoft.Extensions.Logging;
 namespace Graft.Cli;
 
 /// <summary>
-/// `graft serve --model DIR [--plugin NAME=PATH.graft ...] [--vision DIR] [--host H] [--port N] ...`: the OpenAI-compatible
+/// `graft serve --model DIR [--plugin NAME=PATH.graft ...] [--vision [NAME=]DIR ...] [--host H] [--port N] ...`: the OpenAI-compatible
 /// server. One base in memory serves BASE (text only, the base alone) and BASE+NAME for each plug-in; requests are queued
 /// (429 when the queue is full), their decode steps batched, and Ctrl-C stops it gracefully: the port closes, running
 /// requests get up to --shutdown-grace seconds to finish.
@@ -23,11 +23,11 @@ public static class ServeCommand
         var defaults = new ServingOptions();
         var model = new Option<string>("--model") { Description = "Hugging Face model folder (the base)", Required = true };
         var plugins = new Option<string[]>("--plugin") { Description = "NAME=PATH.graft (or PATH.graft, named after its folder); repeat for several", AllowMultipleArgumentsPerToken = false };
-        var vision = new Option<string?>("--vision") { Description = "The CLIP/SigLIP folder for the plug-ins made with a tower" };
+        var vision = new Option<string[]>("--vision") { Description = "NAME=DIR: the CLIP/SigLIP folder for plug-in NAME instead of the one its plugin.json records (checked against its fingerprint); DIR alone: for every plug-in made with a tower", AllowMultipleArgumentsPerToken = false };
         var host = new Option<string>("--host") { Description = "Address to listen on", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "Port to listen on (0: any free port)", DefaultValueFactory = _ => 8000 };
         var name = new Option<string?>("--name") { Description = "The base's model id (default: the model folder's name)" };
-        var template = new Option<string?>("--template") { Description = $"Chat template ({string.Join(", ", ChatTemplates.Names)}); default: the checkpoint's" };
+        var template = new Option<string?>("--template") { Description = $"Chat template of the base ({string.Join(", ", ChatTemplates.Names)}); default: the checkpoint's. Plug-ins use the one they were trained in" };
         var allowLocalFiles = new Option<bool>("--allow-local-files") { Description = "Let image URLs name files on this machine (file:// or an absolute path)" };
         var maxQueue = new Option<int>("--max-queue") { Description = "Requests that may wait for a place in the batch; more get 429", DefaultValueFactory = _ => defaults.MaxQueue };
         var maxBatch = new Option<int>("--max-batch") { Description = "Sequences decoded together in one step", DefaultValueFactory = _ => defaults.MaxBatch };
@@ -82,7 +82,8 @@ public static class ServeCommand
                 };
                 options.Validate();
                 var attached = ParsePlugins(parseResult.GetValue(plugins) ?? []);
-                await using var engine = ChatEngine.Open(parseResult.GetRequiredValue(model), attached, parseResult.GetValue(vision), options,
+                var towers = VisionOverrides.Parse(parseResult.GetValue(vision) ?? [], attached.Select(p => p.Key).ToList());
+                await using var engine = ChatEngine.Open(parseResult.GetRequiredValue(model), attached, towers, options,
                     parseResult.GetValue(template), loggers.CreateLogger<ChatEngine>());
                 await using var server = await ChatServer.StartAsync(engine, parseResult.GetRequiredValue(host), parseResult.GetValue(port), loggers, cancellationToken);
                 await output.WriteLineAsync($"graft serve: listening on {server.Address} (models: {string.Join(", ", engine.ModelIds)}); Ctrl-C stops");

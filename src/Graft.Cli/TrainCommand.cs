@@ -22,10 +22,10 @@ public static class TrainCommand
     {
         var recipe = new Option<string?>("--recipe") { Description = $"A recipe file, or preset:NAME ({string.Join(", ", Recipe.PresetNames)})" };
         var model = new Option<string?>("--model") { Description = "The base model folder (Hugging Face); only read" };
-        var vision = new Option<string?>("--vision") { Description = $"The vision front end, as plugin new takes it: a CLIP/SigLIP folder or patch-pixels:GRID:CELLS (default {PluginNewSettings.DefaultVision}); none for visual-experts" };
+        var vision = new Option<string?>("--vision") { Description = "The vision front end, as plugin new takes it (required but for visual-experts): a CLIP/SigLIP folder, or patch-pixels:GRID:CELLS (parameter-free, for experiments)" };
         var data = new Option<string[]>("--data") { Description = $"KIND:PATH[:SPLIT][@WEIGHT], repeatable; replaces the recipe's data sources (kinds: {string.Join(", ", DataSourceSpec.Kinds)})" };
         var output = new Option<string?>("--out") { Description = "The run folder: recipe.json, metrics.jsonl, checkpoints/ and NAME.graft" };
-        var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint" };
+        var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (the run folder alone is enough: it records its recipe, base and front end)" };
         var steps = new Option<int?>("--steps") { Description = "Total optimiser steps, shared over the stages in proportion to the recipe's" };
         var seed = new Option<int?>("--seed") { Description = "Seed of the initialisation, data order and dropout (default: the recipe's)" };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
@@ -39,14 +39,26 @@ public static class TrainCommand
             if (parse.GetValue(listPresets)) return ListPresets(stdout);
             return Guarded(stderr, () =>
             {
-                string recipeText = parse.GetValue(recipe) ?? throw new ArgumentException("--recipe is required (a file or preset:NAME; see --list-presets)");
-                string modelFolder = parse.GetValue(model) ?? throw new ArgumentException("--model is required");
                 string runFolder = parse.GetValue(output) ?? throw new ArgumentException("--out is required");
+                bool resuming = parse.GetValue(resume);
+                // A run resumes from its folder alone: recipe.json holds the recipe as run, run.json the base and front end.
+                var run = resuming && Directory.Exists(runFolder) ? RunInfo.Read(runFolder) : null;
+                string recipeText = parse.GetValue(recipe)
+                    ?? (resuming && File.Exists(Path.Combine(runFolder, PluginTrainer.RecipeFileName)) ? Path.Combine(runFolder, PluginTrainer.RecipeFileName) : null)
+                    ?? throw new ArgumentException(resuming
+                        ? $"--resume: '{runFolder}' holds no {PluginTrainer.RecipeFileName} of an earlier run to continue"
+                        : "--recipe is required (a file or preset:NAME; see --list-presets)");
+                string modelFolder = parse.GetValue(model) ?? run?.Base
+                    ?? throw new ArgumentException(resuming ? $"--resume: '{runFolder}' does not record its base (no {PluginTrainer.RunFileName}); give --model" : "--model is required");
+                string? visionSpec = parse.GetValue(vision) ?? run?.Vision;
                 if (parse.GetValue(steps) is <= 0) throw new ArgumentException($"--steps must be positive, got {parse.GetValue(steps)}");
                 if (parse.GetValue(seed) is < 0) throw new ArgumentException($"--seed must be zero or more, got {parse.GetValue(seed)}");
                 var sources = parse.GetValue(data) is { Length: > 0 } given ? given.Select(s => DataSourceSpec.Parse(s, "--data")).ToList() : null;
-                var options = new RunOptions(Recipe.Load(recipeText), modelFolder, parse.GetValue(vision), sources, runFolder,
-                    parse.GetValue(resume), parse.GetValue(steps), parse.GetValue(seed), parse.GetValue(json));
+                // The recipe as the run recorded it keeps the name it was given then (its origin, which plugin.json records).
+                var loaded = parse.GetValue(recipe) is null && run?.RecipeOrigin is { } origin
+                    ? Recipe.Parse(File.ReadAllText(recipeText), origin) : Recipe.Load(recipeText);
+                var options = new RunOptions(loaded, modelFolder, visionSpec, sources, runFolder,
+                    resuming, parse.GetValue(steps), parse.GetValue(seed), parse.GetValue(json));
                 return Run(options, stdout, stderr, cancellation?.Invoke() ?? CancelOnCtrlC(stderr));
             });
         });
@@ -77,7 +89,7 @@ public static class TrainCommand
         {
             bar.Finish();
             error.WriteLine($"stopped after step {stopped.Step}; saved {stopped.Checkpoint}");
-            error.WriteLine($"continue with the same command and --resume (graft train ... --out {stopped.RunFolder} --resume)");
+            error.WriteLine($"continue with: graft train --out {stopped.RunFolder} --resume");
             return Interrupted;
         }
         bar.Finish();

@@ -1,4 +1,5 @@
 using System.Text;
+using Graft.Models.Chat;
 
 namespace Graft.Data;
 
@@ -10,6 +11,21 @@ namespace Graft.Data;
 public sealed record FormattedPrompt(string Text, IReadOnlyList<string> ImagePaths, IReadOnlyList<Range> Targets, bool EndsWithEos = false)
 {
     public bool HasImages => ImagePaths.Count > 0;
+
+    /// <summary>
+    /// A conversation rendered by a chat template: the images already stand where the design puts them (inside the user
+    /// turn), so no layout moves them again, and the first piece gets the tokenizer's special tokens only when
+    /// <see cref="AddSpecialTokens"/> (not when the template wrote the beginning-of-sequence token itself).
+    /// </summary>
+    public bool ImagesPlaced { get; init; }
+
+    public bool AddSpecialTokens { get; init; } = true;
+}
+
+/// <summary>A conversation as chat messages, and the image files of each message (placeholders in its text mark where they go).</summary>
+public sealed record ChatTurns(IReadOnlyList<ChatMessage> Messages, IReadOnlyList<IReadOnlyList<string>> Images)
+{
+    public bool HasImages => Images.Any(list => list.Count > 0);
 }
 
 /// <summary>
@@ -20,43 +36,37 @@ public static class PromptFormats
 {
     public const string ImagePlaceholder = Conversation.ImagePlaceholder;
 
-    /// <summary>What precedes a free answer; the answer follows after a space.</summary>
+    /// <summary>What precedes a letter answer; the letter follows after a space.</summary>
     private const string AnswerCue = "Answer:";
 
     /// <summary>
-    /// A free-answer request for assistant turn <paramref name="turn"/>: the raw transcript a base model continues,
-    /// "Question: {user}\n" and "Answer: {assistant}\n\n" for the turns before it (system text first, on its own line),
-    /// ending in "Answer:"; the images of those turns in order.
+    /// The first <paramref name="turns"/> turns of a conversation as chat messages, each with its images: for a request,
+    /// the turns before an assistant turn (the chat template then adds the generation prompt); for training, all of them.
+    /// Conversations are trained and asked through a chat template (the base's own, or the one a recipe names), the same
+    /// one `chat`, `generate --chat` and the server use.
     /// </summary>
-    public static FormattedPrompt FreeAnswer(Conversation conversation, int turn)
+    public static ChatTurns Chat(Conversation conversation, int turns)
     {
         ArgumentNullException.ThrowIfNull(conversation);
-        ArgumentOutOfRangeException.ThrowIfNegative(turn);
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(turn, conversation.Turns.Count);
-        var text = new StringBuilder();
-        var images = new List<string>();
-        for (int i = 0; i < turn; i++) AppendTurn(text, images, conversation, i);
-        text.Append(AnswerCue);
-        return new FormattedPrompt(text.ToString(), images, []);
+        ArgumentOutOfRangeException.ThrowIfNegative(turns);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(turns, conversation.Turns.Count);
+        var messages = new ChatMessage[turns];
+        var images = new IReadOnlyList<string>[turns];
+        for (int i = 0; i < turns; i++)
+        {
+            var turn = conversation.Turns[i];
+            messages[i] = new ChatMessage(turn.Role switch { Role.System => ChatRole.System, Role.User => ChatRole.User, _ => ChatRole.Assistant }, turn.Text);
+            images[i] = turn.ImageRefs.Select(r => conversation.ImagePaths[r]).ToArray();
+        }
+        return new ChatTurns(messages, images);
     }
 
-    /// <summary>
-    /// The whole conversation as <see cref="FreeAnswer"/> lays it out, with every assistant answer (" {answer}\n\n") as a
-    /// target: the text before each target is exactly the free-answer request for that turn.
-    /// </summary>
-    public static FormattedPrompt FreeAnswerTranscript(Conversation conversation)
+    /// <summary>An Alpaca example as a conversation: the instruction (and its input, after a blank line) asked, the output answered.</summary>
+    public static ChatTurns Chat(AlpacaExample example)
     {
-        ArgumentNullException.ThrowIfNull(conversation);
-        var text = new StringBuilder();
-        var images = new List<string>();
-        var targets = new List<Range>();
-        for (int i = 0; i < conversation.Turns.Count; i++)
-        {
-            int start = text.Length + AnswerCue.Length;
-            AppendTurn(text, images, conversation, i);
-            if (conversation.Turns[i].IsSupervised) targets.Add(start..text.Length);
-        }
-        return new FormattedPrompt(text.ToString(), images, targets);
+        ArgumentNullException.ThrowIfNull(example);
+        string question = example.Input.Length > 0 ? example.Instruction + "\n\n" + example.Input : example.Instruction;
+        return new ChatTurns([ChatMessage.User(question), ChatMessage.Assistant(example.Output)], [[], []]);
     }
 
     /// <summary>ScienceQA as LaVIN asks it: the image placeholder line when the problem has an image, then its prompt ending in "Response:".</summary>
@@ -106,26 +116,6 @@ public static class PromptFormats
     public static FormattedPrompt MmluAnswered(MmluQuestion question, IReadOnlyList<MmluQuestion> dev, int shots) =>
         WithAnswer(new FormattedPrompt(MmluPrompt.Build(question, dev, shots), [], []), " " + question.AnswerLetter, endsWithEos: false);
 
-    /// <summary>The Stanford Alpaca template, then " {output}" and the end of the sequence.</summary>
-    public static FormattedPrompt AlpacaAnswered(AlpacaExample example)
-    {
-        ArgumentNullException.ThrowIfNull(example);
-        return WithAnswer(new FormattedPrompt(example.Prompt(), [], []), " " + example.Output, endsWithEos: true);
-    }
-
     private static FormattedPrompt WithAnswer(FormattedPrompt prompt, string answer, bool endsWithEos) =>
         new(prompt.Text + answer, prompt.ImagePaths, [prompt.Text.Length..(prompt.Text.Length + answer.Length)], endsWithEos);
-
-    /// <summary>One finished turn of the free-answer transcript, with its images.</summary>
-    private static void AppendTurn(StringBuilder text, List<string> images, Conversation conversation, int index)
-    {
-        var turn = conversation.Turns[index];
-        switch (turn.Role)
-        {
-            case Role.System: text.Append(turn.Text).Append('\n'); break;
-            case Role.User: text.Append("Question: ").Append(turn.Text).Append('\n'); break;
-            default: text.Append(AnswerCue).Append(' ').Append(turn.Text).Append("\n\n"); break;
-        }
-        images.AddRange(turn.ImageRefs.Select(r => conversation.ImagePaths[r]));
-    }
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Graft.Data;
 using Graft.Models;
+using Graft.Models.Chat;
 using Graft.Models.Imaging;
 using Graft.Models.Llm;
 using Graft.Models.Vision;
@@ -98,7 +99,13 @@ public static class DemoAssets
         progress?.Report(new("tokenizer", $"learning a byte-level BPE vocabulary of at most {options.VocabSize} from {options.TokenizerDocuments} documents"));
         var sample = new SeededRandom(seeds.TokenizerSample);
         var tokenizerFiles = ByteLevelBpeTrainer.Train(Enumerable.Range(0, options.TokenizerDocuments).Select(_ => world.NextDocument(sample)).ToList(),
-            new BpeTrainingOptions { VocabSize = options.VocabSize, ModelMaxLength = options.ContextLength });
+            new BpeTrainingOptions
+            {
+                VocabSize = options.VocabSize, ModelMaxLength = options.ContextLength,
+                // A base with no chat training: its conversations are the plain transcript, each answer ended by the
+                // document separator it learned (as Qwen's base models end with <|endoftext|>).
+                ChatTemplate = PlainChatTemplate.Jinja, EosToken = "<|endoftext|>",
+            });
         var tokenizer = tokenizerFiles.Load();
         times["tokenizer"] = Lap(clock);
         progress?.Report(new("tokenizer", $"{tokenizer.VocabSize} tokens ({tokenizerFiles.Merges.Count} merges) in {times["tokenizer"].TotalSeconds:F1} s"));

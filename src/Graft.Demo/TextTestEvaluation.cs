@@ -20,7 +20,8 @@ public static class TextTestEvaluation
     {
         if (!Directory.Exists(testsFolder)) throw new DirectoryNotFoundException($"text test folder '{testsFolder}' does not exist");
         using var model = DecoderModel.Load(modelFolder);
-        var scorer = new DecoderScoringModel(model, Tokenizer.FromFolder(modelFolder));
+        var tokenizer = Tokenizer.FromFolder(modelFolder);
+        var scorer = new DecoderScoringModel(model, tokenizer, ModelEvaluation.BaseTemplate(modelFolder, tokenizer, null));
         var scores = new List<TextTestScore>();
         string choice = Path.Combine(testsFolder, DemoTextWorld.ChoiceFolder), free = Path.Combine(testsFolder, DemoTextWorld.FreeFolder);
         foreach (var file in Directory.Exists(free) ? Directory.GetFiles(free, "*.json").Order(StringComparer.Ordinal).ToArray() : [])

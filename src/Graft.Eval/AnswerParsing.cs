@@ -35,4 +35,16 @@ public static partial class AnswerParsing
     }
 
     public static bool ExactMatch(string prediction, string gold) => Normalize(prediction) == Normalize(gold);
+
+    /// <summary>
+    /// A short free answer's first line (leading white space skipped): an answer ends at its line break, so a base that
+    /// writes on after it (the next question of a transcript) is judged on its answer alone.
+    /// </summary>
+    public static string FirstLine(string answer)
+    {
+        ArgumentNullException.ThrowIfNull(answer);
+        string text = answer.TrimStart();
+        int end = text.IndexOf('\n');
+        return end < 0 ? text : text[..end];
+    }
 }

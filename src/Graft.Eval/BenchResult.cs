@@ -18,9 +18,13 @@ public readonly record struct Score(int Correct, int Total)
 /// plug-in), <see cref="Unparsed"/> generations with no readable answer (counted wrong),
 /// <see cref="Truncated"/> prompts cut to fit the context.
 /// </summary>
+/// <summary>One generated answer: the item, the model's text as generated, what was expected, and whether it counted as right.</summary>
+public sealed record ItemAnswer(string Id, string Answer, string Expected, bool Correct);
+
 public sealed class BenchResult(string name, string source, string method, string route)
 {
     private readonly List<string> _order = [];
+    private readonly List<ItemAnswer> _answers = [];
     private readonly Dictionary<string, Score> _categories = new(StringComparer.Ordinal);
 
     public string Name { get; } = name;
@@ -41,6 +45,11 @@ public sealed class BenchResult(string name, string source, string method, strin
     public IEnumerable<(string Name, Score Score)> Categories => _order.Select(c => (c, _categories[c]));
 
     public Score Category(string name) => _categories.TryGetValue(name, out var s) ? s : default;
+
+    /// <summary>What the model answered to each generated item, in order (`graft eval --answers` writes them).</summary>
+    public IReadOnlyList<ItemAnswer> Answers => _answers;
+
+    public void Answered(string id, string answer, string expected, bool correct) => _answers.Add(new ItemAnswer(id, answer, expected, correct));
 
     /// <summary>Makes a category appear (as 0/0) even when no item falls in it, so standard breakdowns keep their columns.</summary>
     public void Declare(string category)

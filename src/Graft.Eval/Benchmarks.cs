@@ -107,14 +107,17 @@ public static class Benchmarks
             int? answer = AnswerParsing.ParseAnswerIs(answers[i], p.Choices.Count);
             if (answer is null) result.Unparsed++;
             result.Add(answer == p.Answer, p.HasImage, ChoiceQuestion.Breakdown(p));
+            result.Answered(p.Id, answers[i], p.AnswerLetter.ToString(), answer == p.Answer);
         }
         return result;
     }
 
     /// <summary>
-    /// Short free answers (LLaVA conversations, the shapes world): every assistant turn is an item, asked with the
-    /// earlier turns and their gold answers as history, answered greedily up to the first newline and compared by
-    /// <see cref="AnswerParsing.ExactMatch"/>. Turns whose conversation has images are skipped without a plug-in.
+    /// Short free answers (LLaVA conversations, the shapes world): every assistant turn is an item, asked with the earlier
+    /// turns and their gold answers as history, laid out by the route's chat template (as `graft chat` and the server lay
+    /// it out), answered greedily until the template's end of turn (or the token limit), and judged on its first line by
+    /// <see cref="AnswerParsing.ExactMatch"/>; the answers as generated are kept in the result. Turns whose conversation has
+    /// images are skipped without a plug-in.
     /// </summary>
     public static BenchResult FreeAnswers(BenchSpec spec, string file, string imageFolder, IScoringModel model, EvalOptions options, ProgressBar? progress)
     {
@@ -126,18 +129,21 @@ public static class Benchmarks
             .Where(x => !x.Prompt.HasImages || model.AcceptsImages).ToList();
         for (int i = asked.Count; i < items.Count; i++) result.Skip(NeedsPlugin);
         progress?.Start(spec.Name, asked.Count);
-        var answers = model.Generate(asked.Select(x => new GenerationRequest(x.Prompt, options.MaxNewTokens, Stop: "\n")).ToArray(),
+        var answers = model.Generate(asked.Select(x => new GenerationRequest(x.Prompt, options.MaxNewTokens)).ToArray(),
             progress is null ? null : progress.Report);
         for (int i = 0; i < asked.Count; i++)
         {
             var ((conversation, turn), prompt) = asked[i];
-            result.Add(AnswerParsing.ExactMatch(answers[i], conversation.Turns[turn].Text), prompt.HasImages, []);
+            string gold = conversation.Turns[turn].Text;
+            bool correct = AnswerParsing.ExactMatch(AnswerParsing.FirstLine(answers[i]), gold);
+            result.Add(correct, prompt.HasImages, []);
+            result.Answered($"{conversation.Id}#{turn}", answers[i], gold, correct);
         }
         return result;
     }
 
-    /// <summary>The free-answer request for one assistant turn (<see cref="PromptFormats.FreeAnswer"/>).</summary>
-    public static EvalPrompt FreeAnswerPrompt(Conversation conversation, int turn) => EvalPrompt.From(PromptFormats.FreeAnswer(conversation, turn));
+    /// <summary>The request for one assistant turn: the conversation before it, to be laid out in the route's chat template.</summary>
+    public static EvalPrompt FreeAnswerPrompt(Conversation conversation, int turn) => EvalPrompt.Chat(PromptFormats.Chat(conversation, turn));
 
     internal static List<T> RoundRobin<T>(IReadOnlyList<List<T>> groups, int? limit)
     {

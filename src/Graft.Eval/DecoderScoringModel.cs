@@ -1,3 +1,4 @@
+using Graft.Models.Chat;
 using Graft.Models.Generation;
 using Graft.Models.Llm;
 using Graft.Models.Tokenization;
@@ -27,14 +28,17 @@ public sealed class DecoderScoringModel : IScoringModel
     private readonly DecoderModel _model;
     private readonly Tokenizer _tokenizer;
     private readonly HashSet<int> _eos;
+    private readonly ChatTemplate? _template;
     private KvCache? _cache;
 
-    public DecoderScoringModel(DecoderModel model, Tokenizer tokenizer)
+    /// <param name="template">The chat template conversations are laid out with (the base's own); without one they are refused.</param>
+    public DecoderScoringModel(DecoderModel model, Tokenizer tokenizer, ChatTemplate? template = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
         _model = model;
         _tokenizer = tokenizer;
+        _template = template;
         _eos = [.. model.Config.EosTokenIds];
         if (tokenizer.EosTokenId is { } eos) _eos.Add(eos);
     }
@@ -98,6 +102,7 @@ public sealed class DecoderScoringModel : IScoringModel
     {
         var (prompt, continuations) = (request.Prompt, request.Continuations);
         RefuseImages(prompt);
+        if (prompt.Conversation is not null) throw new NotSupportedException("a conversation is asked for an answer to generate, not scored by likelihood");
         if (continuations.Count == 0) throw new ArgumentException("no continuations to score", nameof(request));
         var context = _tokenizer.Encode(prompt.Text);
         var splits = new (int[] Full, int Common)[continuations.Count];
@@ -148,7 +153,16 @@ public sealed class DecoderScoringModel : IScoringModel
     {
         RefuseImages(request.Prompt);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(request.MaxNewTokens);
-        return Fit(_tokenizer.Encode(request.Prompt.Text), Math.Min(request.MaxNewTokens, ContextLength - 1));
+        return Fit(Encode(request.Prompt), Math.Min(request.MaxNewTokens, ContextLength - 1));
+    }
+
+    /// <summary>A text prompt's tokens, or a conversation as the chat template lays it out (its generation prompt added).</summary>
+    internal int[] Encode(EvalPrompt prompt)
+    {
+        if (prompt.Conversation is not { } conversation) return _tokenizer.Encode(prompt.Text);
+        var template = _template ?? throw new ArgumentException(
+            "a conversation benchmark is asked in the model's chat template, and this base has none; name one with --template (plain for a base with no chat training)");
+        return template.Encode(_tokenizer, conversation.Messages, addGenerationPrompt: true);
     }
 
     /// <summary>A state for <paramref name="ids"/> (from <see cref="PromptIds"/>) and its new tokens, no more.</summary>

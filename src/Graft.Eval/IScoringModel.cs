@@ -3,16 +3,28 @@ namespace Graft.Eval;
 /// <summary>
 /// A request as the harness writes it: the full prompt text, with one <c>&lt;image&gt;</c> placeholder per
 /// entry of <see cref="ImagePaths"/> in order. Formatting (few-shot examples, dialogue history) is already done;
-/// a route only tokenises and runs it.
+/// a route only tokenises and runs it. A conversation (<see cref="Chat"/>) is instead given as its messages: the route
+/// lays it out with its chat template (the base's own on the base route, the plug-in's on the plug-in's), exactly as
+/// `graft chat` and the server do.
 /// </summary>
 public sealed record EvalPrompt(string Text, IReadOnlyList<string> ImagePaths)
 {
     public const string ImagePlaceholder = Graft.Data.PromptFormats.ImagePlaceholder;
 
+    /// <summary>The conversation a route renders with its chat template; null for a prompt given as text.</summary>
+    public Graft.Data.ChatTurns? Conversation { get; init; }
+
     public static EvalPrompt TextOnly(string text) => new(text, []);
 
     /// <summary>The request of a shared layout (<see cref="Graft.Data.PromptFormats"/>); its targets, if any, are not part of a request.</summary>
     public static EvalPrompt From(Graft.Data.FormattedPrompt prompt) => new(prompt.Text, prompt.ImagePaths);
+
+    /// <summary>A conversation (its messages and each one's images) to lay out with the route's chat template, asking for the next answer.</summary>
+    public static EvalPrompt Chat(Graft.Data.ChatTurns conversation)
+    {
+        ArgumentNullException.ThrowIfNull(conversation);
+        return new EvalPrompt("", conversation.Images.SelectMany(list => list).ToArray()) { Conversation = conversation };
+    }
 
     public bool HasImages => ImagePaths.Count > 0;
 }

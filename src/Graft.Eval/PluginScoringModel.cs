@@ -1,3 +1,4 @@
+using Graft.Models.Chat;
 using Graft.Models.Imaging;
 using Graft.Models.Tokenization;
 using Graft.Plugins;
@@ -14,7 +15,9 @@ namespace Graft.Eval;
 /// layout the trainer teaches) and each piece tokenised (special tokens, e.g. BOS, on the first piece only); continuations
 /// are split off the last text piece as the base route does, and one forward scores all single-token candidates. Generation is greedy through a
 /// <see cref="PluginSession"/>: the prompt is prepared once and each new token runs on the KV cache, the decode steps
-/// of several requests together (<see cref="GreedyBatch"/>).
+/// of several requests together (<see cref="GreedyBatch"/>). A conversation is laid out in the plug-in's chat template (the
+/// one it was trained in, else the base's own) by <see cref="PluginDeployment.ChatPrompt"/>, the code `graft chat` and the
+/// server run, so its answer is theirs token for token.
 /// </summary>
 public sealed class PluginScoringModel : IScoringModel
 {
@@ -26,19 +29,25 @@ public sealed class PluginScoringModel : IScoringModel
     private readonly DecoderScoringModel _text;
     private readonly PluginSession _session;
     private readonly PromptLayout _layout;
+    private readonly ChatTemplate? _template;
 
-    public PluginScoringModel(PluginHost host, string plugin, Tokenizer tokenizer, TextRoute textRoute)
+    /// <param name="baseTemplate">The base's own chat template, for a plug-in that records none (conversations need one or the other).</param>
+    public PluginScoringModel(PluginHost host, string plugin, Tokenizer tokenizer, TextRoute textRoute, ChatTemplate? baseTemplate = null)
     {
         ArgumentNullException.ThrowIfNull(host);
         ArgumentNullException.ThrowIfNull(tokenizer);
         _layout = host.Plugin(plugin).Layout;
+        _template = host.Plugin(plugin).Manifest.ChatTemplate is { } recorded
+            ? ChatTemplates.FromRecord(recorded.Name, recorded.Source, tokenizer.BosToken, tokenizer.EosToken)
+            : baseTemplate;
         _host = host;
         _plugin = plugin;
         _tokenizer = tokenizer;
         _eos = [.. host.Base.Config.EosTokenIds];
         if (tokenizer.EosTokenId is { } eos) _eos.Add(eos);
         _textThroughPlugin = textRoute == TextRoute.Plugin;
-        _text = new DecoderScoringModel(host.Base, tokenizer);
+        // A plug-in's text-only conversations that the host sends to the base are still laid out in the plug-in's template.
+        _text = new DecoderScoringModel(host.Base, tokenizer, _template);
         _session = new PluginSession(host, plugin, int.MaxValue);
         Route = _textThroughPlugin ? $"plugin:{plugin} (text via plug-in)" : $"plugin:{plugin}";
     }
@@ -76,6 +85,7 @@ public sealed class PluginScoringModel : IScoringModel
     private double[] ThroughPlugin(EvalPrompt prompt, IReadOnlyList<string> continuations)
     {
         if (continuations.Count == 0) throw new ArgumentException("no continuations to score", nameof(continuations));
+        if (prompt.Conversation is not null) throw new NotSupportedException("a conversation is asked for an answer to generate, not scored by likelihood");
         var (parts, last, first) = Split(prompt);
         var context = Encode(last, first);
         var splits = new (int[] Full, int Common)[continuations.Count];
@@ -129,13 +139,26 @@ public sealed class PluginScoringModel : IScoringModel
     /// <summary>A request prepared by the plug-in (images encoded) and a state on the session's cache, for its prompt and new tokens.</summary>
     private GreedySequence ThroughPlugin(GenerationRequest generation)
     {
-        var (parts, last, first) = Split(generation.Prompt);
-        var tail = Encode(last, first);
-        var request = _session.Request(new MultimodalPrompt(tail.Length > 0 ? [.. parts, new TextPart(tail)] : parts), generation.MaxNewTokens);
+        var request = _session.Request(Prompt(generation.Prompt), generation.MaxNewTokens);
         if (request.PromptIds.Count >= request.MaxSequenceLength)
             throw new ArgumentException($"the prompt takes {request.PromptIds.Count} positions, which leaves no room in the model's context of {request.MaxSequenceLength}");
         int room = Math.Min(generation.MaxNewTokens, request.MaxSequenceLength - request.PromptIds.Count);
         return new GreedySequence(request.CreateState(), request.PromptIds.ToArray(), room, generation.Stop);
+    }
+
+    /// <summary>The request for a prompt: a conversation in the plug-in's chat template, as chat and the server lay it out; else the text in the design's layout.</summary>
+    private MultimodalPrompt Prompt(EvalPrompt prompt)
+    {
+        if (prompt.Conversation is { } conversation)
+        {
+            var template = _template ?? throw new ArgumentException(
+                "a conversation benchmark is asked in the plug-in's chat template, and neither the plug-in nor the base has one; name one with --template (plain for a base with no chat training)");
+            var images = conversation.Images.Select(list => (IReadOnlyList<RgbImage>)list.Select(path => ImageDecoder.Load(path)).ToArray()).ToArray();
+            return PluginDeployment.ChatPrompt(_host.Plugin(_plugin), _tokenizer, template, conversation.Messages, images, throughPlugin: _textThroughPlugin);
+        }
+        var (parts, last, first) = Split(prompt);
+        var tail = Encode(last, first);
+        return new MultimodalPrompt(tail.Length > 0 ? [.. parts, new TextPart(tail)] : parts);
     }
 
     /// <summary>Whether the host runs this prompt on the base alone (no image, and text not routed through the plug-in).</summary>

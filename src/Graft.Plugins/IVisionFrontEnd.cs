@@ -25,6 +25,9 @@ public interface IVisionFrontEnd
     /// <summary>A fingerprint of its weights and configuration.</summary>
     string Fingerprint { get; }
 
+    /// <summary>The folder its tower was read from (plugin.json records it); null for a front end without one.</summary>
+    string? Folder => null;
+
     /// <summary>Features [N_v, d_v] of one image; inference only, nothing recorded.</summary>
     Tensor Encode(RgbImage image);
 }

@@ -532,7 +532,7 @@ public sealed class MmaClipFrontEnd : IVisionFrontEnd, IDisposable
             int layers = tower.Blocks.Count, n = classTokens ?? DefaultClassTokens(layers);
             if (n <= 0 || layers % n != 0)
                 throw new VisionModelException(configPath, "num_hidden_layers", $"{n} class tokens cannot be taken after every (L/n)-th of {layers} blocks (n must divide {layers})");
-            return new MmaClipFrontEnd(tower, VisionTowerFrontEnd.CheckedPreprocessor(tower.Config, folder, padToSquare: false), n) { _ownsTower = true };
+            return new MmaClipFrontEnd(tower, VisionTowerFrontEnd.CheckedPreprocessor(tower.Config, folder, padToSquare: false), n) { _ownsTower = true, Folder = folder };
         }
         catch
         {
@@ -556,6 +556,10 @@ public sealed class MmaClipFrontEnd : IVisionFrontEnd, IDisposable
     }
 
     public IVisionEncoder Tower { get; }
+
+    /// <summary>The CLIP folder it was loaded from; null when it was built around a tower in memory.</summary>
+    public string? Folder { get; private init; }
+
     public ImageProcessorConfig Preprocessor { get; }
     public VisionFeatureSelector Selector { get; }
     public int ClassTokens { get; }

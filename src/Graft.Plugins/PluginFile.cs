@@ -27,16 +27,23 @@ public static class PluginFile
     /// Writes <paramref name="plugin"/> to <paramref name="folder"/> (created if needed); returns the manifest as written.
     /// <paramref name="training"/>, when given, is the provenance plugin.json records instead of the plug-in's own (a trainer's
     /// account of how it was trained); <paramref name="savedFor"/> the base it is saved for instead of the one it was made on
-    /// (Bridge's full mode trains the LLM with the projector, so the projector belongs to the new base).
+    /// (Bridge's full mode trains the LLM with the projector, so the projector belongs to the new base);
+    /// <paramref name="chatTemplate"/> the chat template its conversations were trained in, instead of the one it records.
     /// </summary>
-    public static PluginManifest Save(IPlugin plugin, string folder, System.Text.Json.Nodes.JsonObject? training = null, BaseDescription? savedFor = null)
+    public static PluginManifest Save(IPlugin plugin, string folder, System.Text.Json.Nodes.JsonObject? training = null, BaseDescription? savedFor = null,
+        RecordedChatTemplate? chatTemplate = null)
     {
         ArgumentNullException.ThrowIfNull(plugin);
         ArgumentException.ThrowIfNullOrEmpty(folder);
         string full = Path.GetFullPath(folder);
         if (plugin.Base.Folder.Length > 0 && IsWithin(full, Path.GetFullPath(plugin.Base.Folder)))
             throw new ArgumentException($"'{folder}' is inside the base checkpoint folder '{plugin.Base.Folder}', which is only ever read", nameof(folder));
-        return Write(full, plugin.Manifest with { Training = training ?? plugin.Manifest.Training, Base = savedFor ?? plugin.Manifest.Base }, plugin.Parameters);
+        return Write(full, plugin.Manifest with
+        {
+            Training = training ?? plugin.Manifest.Training,
+            Base = savedFor ?? plugin.Manifest.Base,
+            ChatTemplate = chatTemplate ?? plugin.Manifest.ChatTemplate,
+        }, plugin.Parameters);
     }
 
     /// <summary>

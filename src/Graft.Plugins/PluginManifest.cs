@@ -38,11 +38,20 @@ public sealed record BaseDescription(string Architecture, string Family, int Voc
     }
 }
 
-/// <summary>The vision front end a plug-in expects: kind, output shape, a summary of its config, and a fingerprint of its weights.</summary>
+/// <summary>
+/// The vision front end a plug-in expects: kind, output shape, a summary of its config, and a fingerprint of its weights;
+/// <see cref="Folder"/> is where the tower it was made with was read from (absolute; none for a front end without a folder,
+/// and in plugin.json files written before it was recorded), so the commands find the tower without being told.
+/// </summary>
 public sealed record VisionDescription(string Kind, int FeatureWidth, int TokensPerImage, IReadOnlyDictionary<string, string> Summary, string Fingerprint)
 {
+    public string? Folder { get; init; }
+
     public static VisionDescription Of(IVisionFrontEnd frontEnd) =>
-        new(frontEnd.Kind, frontEnd.FeatureWidth, frontEnd.TokensPerImage, frontEnd.Summary, frontEnd.Fingerprint);
+        new(frontEnd.Kind, frontEnd.FeatureWidth, frontEnd.TokensPerImage, frontEnd.Summary, frontEnd.Fingerprint)
+        {
+            Folder = frontEnd.Folder is { } folder ? Path.GetFullPath(folder) : null,
+        };
 
     public IReadOnlyList<string> Differences(VisionDescription actual)
     {
@@ -61,6 +70,13 @@ public sealed record VisionDescription(string Kind, int FeatureWidth, int Tokens
 }
 
 /// <summary>
+/// The chat template a plug-in's conversations were trained in: its name and its exact (Jinja) text (null only for a
+/// named template that has no Jinja text). Every command and the server lay the plug-in's chat requests out with it, so
+/// it is asked in the format it learned.
+/// </summary>
+public sealed record RecordedChatTemplate(string Name, string? Source);
+
+/// <summary>
 /// plugin.json: format version, design, hyper-parameters, the base and vision front end the plug-in was made for,
 /// training provenance, and (once saved) which part each tensor of plugin.safetensors belongs to and that file's SHA-256,
 /// so a plugin.json is never paired with tensors from another save.
@@ -76,6 +92,9 @@ public sealed record PluginManifest
     public required BaseDescription Base { get; init; }
     public VisionDescription? Vision { get; init; }
     public required JsonObject Training { get; init; }
+
+    /// <summary>The chat template its conversation data was trained in; null when none was (plugin.json files from before it was recorded, untrained plug-ins).</summary>
+    public RecordedChatTemplate? ChatTemplate { get; init; }
 
     /// <summary>Tensor names by part, as saved.</summary>
     public IReadOnlyDictionary<string, string[]>? TensorParts { get; init; }
@@ -119,6 +138,8 @@ public sealed record PluginManifest
             },
             ["training"] = Training.DeepClone(),
         };
+        if (Vision?.Folder is { } folder) root["vision"]!["folder"] = folder;
+        if (ChatTemplate is { } template) root["chat_template"] = new JsonObject { ["name"] = template.Name, ["source"] = template.Source };
         if (TensorParts is not null || TensorsSha256 is not null)
         {
             var parts = new JsonObject();
@@ -159,9 +180,16 @@ public sealed record PluginManifest
             var summary = r.Object(v, "summary", "vision.");
             vision = new VisionDescription(r.String(v, "kind", "vision."), r.Int(v, "feature_width", "vision."), r.Int(v, "tokens_per_image", "vision."),
                 summary.ToDictionary(p => p.Key, p => p.Value is JsonValue value && value.TryGetValue(out string? s) ? s : p.Value?.ToJsonString() ?? ""),
-                r.String(v, "fingerprint", "vision."));
+                r.String(v, "fingerprint", "vision."))
+            {
+                Folder = v["folder"] is null ? null : r.String(v, "folder", "vision."),
+            };
         }
         else if (root["vision"] is not null) throw new PluginFormatException(file, "must be an object or null", "vision");
+        RecordedChatTemplate? template = null;
+        if (root["chat_template"] is JsonObject t)
+            template = new RecordedChatTemplate(r.String(t, "name", "chat_template."), t["source"] is null ? null : r.String(t, "source", "chat_template."));
+        else if (root["chat_template"] is not null) throw new PluginFormatException(file, "must be an object or null", "chat_template");
         Dictionary<string, string[]>? parts = null;
         string? sha = null;
         if (root["tensors"] is JsonObject tensors)
@@ -180,6 +208,7 @@ public sealed record PluginManifest
             Base = baseDescription,
             Vision = vision,
             Training = (JsonObject)r.Object(root, "training").DeepClone(),
+            ChatTemplate = template,
             TensorParts = parts,
             TensorsSha256 = sha,
         };

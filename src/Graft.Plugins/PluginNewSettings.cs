@@ -10,9 +10,6 @@ namespace Graft.Plugins;
 /// </summary>
 public sealed record PluginNewSettings(string Design, string BaseFolder, string? Vision, string Output)
 {
-    /// <summary>The front end of a new plug-in given no --vision: a parameter-free one, for experiments.</summary>
-    public const string DefaultVision = "patch-pixels:4:2";
-
     public int Seed { get; init; }
 
     /// <summary>Tower front ends (bridge, inner-adaptor, wings): the hidden state read (LLaVA: -2), class token kept, pad to square.</summary>
@@ -99,7 +96,9 @@ public sealed record PluginNewSettings(string Design, string BaseFolder, string?
 
     private IVisionFrontEnd FrontEnd()
     {
-        string spec = Vision ?? DefaultVision;
+        // Never a silent default: a plug-in trained on a parameter-free front end is not what anyone asks for by omission.
+        string spec = Vision ?? throw new ArgumentException(
+            $"--vision: a {Design} plug-in sees through a vision front end; give a CLIP/SigLIP folder (--vision DIR), or {PatchPixelsFrontEnd.KindName}:GRID:CELLS for a parameter-free one (experiments only)");
         bool isFolder = !spec.StartsWith(PatchPixelsFrontEnd.KindName, StringComparison.Ordinal);
         return Design == Mma.DesignName && isFolder ? MmaVision(spec) : FrontEndFor(spec, isFolder);
     }

@@ -169,6 +169,18 @@ public sealed class LaidOutPrompt
     /// <summary>The text of piece <paramref name="index"/>.</summary>
     public string Piece(int index) => Text[Pieces[index].Range];
 
+    /// <summary>The laid-out text with a <see cref="PromptLayout.Placeholder"/> wherever an image goes.</summary>
+    public string Marked()
+    {
+        var text = new System.Text.StringBuilder();
+        for (int i = 0; i < Pieces.Count; i++)
+        {
+            text.Append(Piece(i));
+            for (int k = 0; k < Pieces[i].ImagesAfter; k++) text.Append(PromptLayout.Placeholder);
+        }
+        return text.ToString();
+    }
+
     /// <summary>
     /// Where the character at <paramref name="offset"/> of the original text is in <see cref="Text"/>; a removed character
     /// maps to where the removed text was.

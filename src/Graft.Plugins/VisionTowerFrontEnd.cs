@@ -243,9 +243,14 @@ public static class VisionFrontEnds
         throw new ArgumentException($"--vision: '{spec}' is neither patch-pixels:GRID:CELLS nor an existing CLIP/SigLIP folder");
     }
 
+    /// <summary>Whether a plug-in expecting <paramref name="expected"/> reads a tower from a folder (CLIP, SigLIP, MMA's CLIP).</summary>
+    public static bool ReadsTowerFolder(VisionDescription? expected) => expected?.Kind is "clip" or "siglip" or MmaClipFrontEnd.KindName;
+
     /// <summary>
     /// The front end plugin.json asks for: rebuilt from the description for patch-pixels; for a tower, opened from
-    /// <paramref name="towerFolder"/>, which must then be given. Null when the plug-in expects none.
+    /// <paramref name="towerFolder"/> when given, else from the folder plugin.json records it was made with. Null when the
+    /// plug-in expects none. Whether the folder holds the same tower is then <see cref="PluginFile.Load"/>'s check (kind,
+    /// shapes, fingerprint).
     /// </summary>
     public static IVisionFrontEnd? ForPlugin(PluginManifest manifest, string manifestPath, string? towerFolder)
     {
@@ -257,14 +262,19 @@ public static class VisionFrontEnds
             if (towerFolder is not null) throw new ArgumentException($"--vision: the plug-in's front end is {PatchPixelsFrontEnd.KindName}, which has no folder; leave --vision out");
             return PatchPixelsFrontEnd.FromDescription(expected, manifestPath);
         }
-        if (expected.Kind is not ("clip" or "siglip" or MmaClipFrontEnd.KindName))
+        if (!ReadsTowerFolder(expected))
             throw new ArgumentException($"the plug-in expects a {expected.Kind} vision front end, which is opened by its design's own code, not from --vision");
+        string tower = expected.Kind == MmaClipFrontEnd.KindName ? "clip" : expected.Kind;
         if (towerFolder is null)
         {
             string summary = string.Join(", ", expected.Summary.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value}"));
-            string tower = expected.Kind == MmaClipFrontEnd.KindName ? "clip" : expected.Kind;
-            throw new ArgumentException($"the plug-in needs its {tower} vision tower ({summary}); give its folder with --vision DIR");
+            if (expected.Folder is null)
+                throw new ArgumentException($"the plug-in needs its {tower} vision tower ({summary}), and its plugin.json records no folder; give the tower's folder with --vision DIR");
+            if (!Directory.Exists(expected.Folder))
+                throw new ArgumentException($"the plug-in needs its {tower} vision tower, which it was made with in '{expected.Folder}' (plugin.json vision.folder), but that folder does not exist; give the tower's folder with --vision DIR");
+            towerFolder = expected.Folder;
         }
+        else if (!Directory.Exists(towerFolder)) throw new DirectoryNotFoundException($"--vision: the tower folder '{towerFolder}' does not exist");
         return expected.Kind == MmaClipFrontEnd.KindName
             ? MmaClipFrontEnd.Open(towerFolder, expected, manifestPath)
             : VisionTowerFrontEnd.Open(towerFolder, expected, manifestPath);

@@ -28,13 +28,11 @@ public sealed class ChatEngine : IAsyncDisposable
 
     private static readonly TimeSpan IdleWait = TimeSpan.FromMilliseconds(50);
 
-
     private readonly PluginHost _host;
     private readonly Tokenizer _tokenizer;
-    private readonly ChatTemplate _template;
     private readonly GenerationConfig _generation;
     private readonly IReadOnlySet<int> _eos;
-    private readonly Dictionary<string, (string? Plugin, PluginSession Session)> _models;
+    private readonly Dictionary<string, (string? Plugin, PluginSession Session, ChatTemplate Template)> _models;
     private readonly IDisposable? _owned;
     private readonly ILogger _logger;
     private readonly object _lock = new();
@@ -63,7 +61,6 @@ public sealed class ChatEngine : IAsyncDisposable
         options.Validate();
         _host = host;
         _tokenizer = tokenizer;
-        _template = template;
         _generation = generation;
         _eos = TextGenerator.EosTokensOf(tokenizer, generation.EosTokenIds);
         _owned = owned;
@@ -71,15 +68,17 @@ public sealed class ChatEngine : IAsyncDisposable
         Options = options;
         BaseName = baseName;
         _imageWork = new SemaphoreSlim(options.ImageWorkers, options.ImageWorkers);
-        _models = new Dictionary<string, (string?, PluginSession)>(StringComparer.Ordinal)
+        _models = new Dictionary<string, (string?, PluginSession, ChatTemplate)>(StringComparer.Ordinal)
         {
-            [baseName] = (null, new PluginSession(host, null, options.ContextLength)),
+            [baseName] = (null, new PluginSession(host, null, options.ContextLength), template),
         };
         foreach (var name in host.PluginNames.Order(StringComparer.Ordinal))
         {
             if (name.Length == 0 || name.Contains(PluginSeparator) || name.Any(char.IsWhiteSpace))
                 throw new ArgumentException($"plug-in name '{name}' must be non-empty, without spaces or '{PluginSeparator}'");
-            _models[baseName + PluginSeparator + name] = (name, new PluginSession(host, name, options.ContextLength));
+            // A plug-in's requests are laid out in the chat template it was trained in; the base keeps its own.
+            _models[baseName + PluginSeparator + name] = (name, new PluginSession(host, name, options.ContextLength),
+                PluginDeployment.TemplateFor(host.Plugin(name), template, tokenizer));
         }
         ContextLength = _models[baseName].Session.MaxSequenceLength;
         int longestToken = Enumerable.Range(0, tokenizer.VocabSize).Max(id => tokenizer.IdToToken(id)?.Length ?? 1);
@@ -96,8 +95,10 @@ public sealed class ChatEngine : IAsyncDisposable
     /// <summary>
     /// Opens the checkpoint of <paramref name="modelFolder"/> (weights, tokenizer, chat template, generation defaults) with
     /// each plug-in folder attached under its name; the base's id is <see cref="ServingOptions.Name"/> or the folder's name.
+    /// Each plug-in's tower is the folder its plugin.json records unless <paramref name="vision"/> names another (a folder
+    /// given as a string is for every plug-in made with a tower; see <see cref="PluginDeployment.Open"/>).
     /// </summary>
-    public static ChatEngine Open(string modelFolder, IReadOnlyList<KeyValuePair<string, string>> plugins, string? visionFolder,
+    public static ChatEngine Open(string modelFolder, IReadOnlyList<KeyValuePair<string, string>> plugins, VisionOverrides? vision,
         ServingOptions? options = null, string? templateName = null, ILogger? logger = null)
     {
         options ??= new ServingOptions();
@@ -105,7 +106,7 @@ public sealed class ChatEngine : IAsyncDisposable
         var tokenizer = Tokenizer.FromFolder(modelFolder);
         var template = ChatTemplates.ForCheckpoint(modelFolder, tokenizer, templateName);
         var generation = GenerationConfig.FromFolder(modelFolder);
-        var deployment = PluginDeployment.Open(modelFolder, plugins, visionFolder);
+        var deployment = PluginDeployment.Open(modelFolder, plugins, vision);
         try
         {
             string name = options.Name ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelFolder)));
@@ -150,6 +151,13 @@ public sealed class ChatEngine : IAsyncDisposable
     /// <summary>A new budget for one request's text and images, for a protocol that counts them while it reads the request.</summary>
     internal RequestBudget NewBudget() => new(Options, MaxTextCharacters);
 
+    /// <summary>The chat template requests to <paramref name="modelId"/> are laid out with: a plug-in's own (the one it was trained in), or the base's.</summary>
+    public ChatTemplate TemplateOf(string modelId)
+    {
+        PluginOf(modelId);
+        return _models[modelId].Template;
+    }
+
     /// <summary>Whether <paramref name="modelId"/> takes images (a plug-in that can encode pixels).</summary>
     public bool CanSee(string modelId) => PluginOf(modelId) is { } name && _host.Plugin(name).CanEncodePixels;
 
@@ -185,11 +193,11 @@ public sealed class ChatEngine : IAsyncDisposable
             throw new ChatRequestException(400, $"this server's context length is {ContextLength} tokens, but {maxTokens} completion tokens were requested, leaving no room for the prompt",
                 "max_tokens", "context_length_exceeded");
         CheckAccepting();
-        var session = _models[request.Model].Session;
+        var (_, session, template) = _models[request.Model];
         int limit = request.MaxTokens ?? Options.DefaultMaxTokens;
         PluginRequest prepared;
         if (images.All(list => list.Count == 0))
-            prepared = Prepare(session, plugin, messages, [.. images.Select(_ => (IReadOnlyList<RgbImage>)[])], limit, request.MaxTokens);
+            prepared = Prepare(session, plugin, template, messages, [.. images.Select(_ => (IReadOnlyList<RgbImage>)[])], limit, request.MaxTokens);
         else
         {
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -198,7 +206,7 @@ public sealed class ChatEngine : IAsyncDisposable
             Interlocked.Increment(ref _preparing);
             try
             {
-                prepared = await PrepareImages(session, plugin, messages, images, limit, request.MaxTokens, deadline.Token);
+                prepared = await PrepareImages(session, plugin, template, messages, images, limit, request.MaxTokens, deadline.Token);
             }
             catch (OperationCanceledException) when (deadline.IsCancellationRequested)
             {
@@ -329,7 +337,7 @@ public sealed class ChatEngine : IAsyncDisposable
     /// the cheapest bound first: every image takes at least one position, so a prompt whose text and image count alone
     /// fill the context is refused before its plug-in encodes any image.
     /// </summary>
-    private async Task<PluginRequest> PrepareImages(PluginSession session, string? plugin, List<ChatMessage> messages, List<IReadOnlyList<ChatImage>> images,
+    private async Task<PluginRequest> PrepareImages(PluginSession session, string? plugin, ChatTemplate template, List<ChatMessage> messages, List<IReadOnlyList<ChatImage>> images,
         int limit, int? maxTokens, CancellationToken cancellationToken)
     {
         await _imageWork.WaitAsync(cancellationToken);
@@ -349,7 +357,7 @@ public sealed class ChatEngine : IAsyncDisposable
                     decoded.Add(pixels);
                 }
                 cancellationToken.ThrowIfCancellationRequested();
-                var prepared = Prepare(session, plugin, messages, decoded, limit, maxTokens, cancellationToken);
+                var prepared = Prepare(session, plugin, template, messages, decoded, limit, maxTokens, cancellationToken);
                 // Encoding cannot be interrupted; a request whose client left or whose time ran out meanwhile goes no further.
                 cancellationToken.ThrowIfCancellationRequested();
                 return prepared;
@@ -362,17 +370,17 @@ public sealed class ChatEngine : IAsyncDisposable
     }
 
     /// <summary>The conversation as the plug-in's prompt, checked against the context, then prepared (images encoded).</summary>
-    private PluginRequest Prepare(PluginSession session, string? plugin, List<ChatMessage> messages, List<IReadOnlyList<RgbImage>> images, int limit, int? maxTokens,
+    private PluginRequest Prepare(PluginSession session, string? plugin, ChatTemplate template, List<ChatMessage> messages, List<IReadOnlyList<RgbImage>> images, int limit, int? maxTokens,
         CancellationToken cancellationToken = default)
     {
         MultimodalPrompt prompt;
         try
         {
-            prompt = PluginDeployment.ChatPrompt(plugin is null ? null : _host.Plugin(plugin), _tokenizer, _template, messages, images);
+            prompt = PluginDeployment.ChatPrompt(plugin is null ? null : _host.Plugin(plugin), _tokenizer, template, messages, images);
         }
         catch (ArgumentException e) when (e is not ChatRequestException)
         {
-            throw ChatRequestException.Invalid($"the conversation does not fit the {_template.Name} chat template: {e.Message}", "messages");
+            throw ChatRequestException.Invalid($"the conversation does not fit the {template.Name} chat template: {e.Message}", "messages");
         }
         int textTokens = prompt.Parts.OfType<TextPart>().Sum(p => p.Ids.Length);
         int imageCount = prompt.Parts.Count(p => p is not TextPart);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Graft.Data;
+using Graft.Models.Chat;
 using Graft.Models.Imaging;
 using Graft.Models.Llm;
 using Graft.Models.Tokenization;
@@ -35,6 +36,43 @@ public sealed record TrainingRequest
 
     /// <summary>Continue the run in <see cref="RunFolder"/> from its last checkpoint.</summary>
     public bool Resume { get; init; }
+
+    /// <summary>The chat template conversations are trained in, instead of the recipe's (<see cref="Recipe.ChatTemplate"/>) or the base's own.</summary>
+    public ChatTemplate? ChatTemplate { get; init; }
+}
+
+/// <summary>
+/// run.json in a run folder: the base folder and the front end (as `--vision` names it) the run was started with, for a
+/// resume that is given the run folder alone.
+/// </summary>
+public sealed record RunInfo(string? Base, string? Vision, string? RecipeOrigin = null)
+{
+    public string ToJson() => new JsonObject { ["base"] = Base, ["vision"] = Vision, ["recipe_origin"] = RecipeOrigin }
+        .ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
+
+    /// <summary>The run.json of <paramref name="runFolder"/>, or null when it has none (a run started before it was written).</summary>
+    public static RunInfo? Read(string runFolder)
+    {
+        string path = Path.Combine(runFolder, PluginTrainer.RunFileName);
+        if (!File.Exists(path)) return null;
+        JsonNode? node;
+        try
+        {
+            node = JsonNode.Parse(File.ReadAllText(path));
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new InvalidDataException($"{path}: is not valid JSON: {e.Message}", e);
+        }
+        if (node is not JsonObject o) throw new InvalidDataException($"{path}: is not a JSON object");
+        string? Field(string name) => o[name] switch
+        {
+            null => null,
+            JsonValue v when v.TryGetValue(out string? text) => text,
+            _ => throw new InvalidDataException($"{path}: {name}: must be a string or null"),
+        };
+        return new RunInfo(Field("base"), Field("vision"), Field("recipe_origin"));
+    }
 }
 
 /// <summary>
@@ -58,6 +96,9 @@ public static class PluginTrainer
 {
     public const string RecipeFileName = "recipe.json";
     public const string MetricsFileName = "metrics.jsonl";
+
+    /// <summary>Where a run's base and front end came from (<see cref="RunInfo"/>), so `graft train --out RUN --resume` needs nothing else.</summary>
+    public const string RunFileName = "run.json";
 
     public static TrainingResult Train(TrainingRequest request, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -105,6 +146,13 @@ public static class PluginTrainer
         /// <summary>Every trainable tensor's name, for the optimiser's state.</summary>
         private Dictionary<Tensor, string> _names = null!;
         private double _secondsBefore;
+        private string? _sourceFingerprint;
+
+        /// <summary>The chat template conversations are trained in and the tokens that end a turn; null when neither the request, the recipe nor the base names one.</summary>
+        private ConversationFormat? _conversations;
+
+        private RecordedChatTemplate? RecordedTemplate =>
+            _conversations is { Template: var t } ? new RecordedChatTemplate(t.Name, t.Source) : null;
         private int _totalSteps;
         private int _stepsThisSession;
 
@@ -126,7 +174,9 @@ public static class PluginTrainer
                 if (_recipe.Stages[i].Data.Sources.Count == 0)
                     throw new RecipeException(_recipe.Origin, $"stages[{i}].data.sources", "no data: give the recipe's data.sources, or --data KIND:PATH");
             bool full = CheckFullMode();
-            var resumeFrom = PrepareRunFolder();
+            // Everything is checked (the run folder, the recipe, the data with every image decoded, the front end) before
+            // anything is written; a run that fails before its first checkpoint leaves nothing behind that blocks a retry.
+            var resumeFrom = CheckRunFolder();
             _model = full ? TrainableCopy(resumeFrom) : Base;
             _plugin = resumeFrom is { } checkpoint
                 ? PluginFile.Load(Path.Combine(checkpoint.Folder, TrainingCheckpoint.PluginFolderName), _model, _request.Vision)
@@ -137,13 +187,34 @@ public static class PluginTrainer
                 _baseParameters = _model.Weights.HuggingFaceTensors(_model.Config).Select(t => new PluginParameter(t.Key, BasePart, t.Value)).ToList();
             _names = _plugin.Parameters.Concat(_baseParameters).ToDictionary<PluginParameter, Tensor, string>(p => p.Tensor, p => p.Name, ReferenceEqualityComparer.Instance);
             _cacheFeatures = _plugin is not VisualExperts && _plugin is not Mma { VisionAdapters.Count: > 0 };
+            _conversations = ConversationFormatFor(tokenizer);
             var data = LoadData(tokenizer);
             for (int i = 0; i < _recipe.Stages.Count; i++) NewStream(i, data);
             ResolveSteps(data);
-            WriteRecipe(resumeFrom is not null);
             var baseNames = BaseTensorNames(Base);
             var selections = Enumerable.Range(0, _recipe.Stages.Count).Select(i => Selection(i, baseNames)).ToList();
-            return Train(data, selections, resumeFrom);
+            bool created = !Directory.Exists(RunFolder);
+            Directory.CreateDirectory(RunFolder);
+            try
+            {
+                WriteRecipe(resumeFrom is not null);
+                return Train(data, selections, resumeFrom);
+            }
+            catch (Exception e) when (!_request.Resume && e is not TrainingInterruptedException && TrainingCheckpoint.Latest(RunFolder) is null)
+            {
+                RemoveFailedStart(created);
+                throw;
+            }
+        }
+
+        /// <summary>What a fresh run wrote before it failed, with no checkpoint to resume from: gone, so the same command can run again.</summary>
+        private void RemoveFailedStart(bool created)
+        {
+            foreach (var file in new[] { RecipeFileName, RunFileName, MetricsFileName })
+                if (File.Exists(Path.Combine(RunFolder, file))) File.Delete(Path.Combine(RunFolder, file));
+            string checkpoints = Path.Combine(RunFolder, TrainingCheckpoint.FolderName);
+            if (Directory.Exists(checkpoints)) Directory.Delete(checkpoints, recursive: true);
+            if (created && !Directory.EnumerateFileSystemEntries(RunFolder).Any()) Directory.Delete(RunFolder);
         }
 
         /// <summary>The part name the base's own tensors are listed under in Bridge's full mode.</summary>
@@ -223,7 +294,7 @@ public static class PluginTrainer
                 TrainingCheckpoint.WriteBase(baseFolder, _model, TokenizerFolder);
                 savedFor = TrainingCheckpoint.CurrentDescription(_model);
             }
-            PluginFile.Save(_plugin, pluginFolder, Provenance(state, finished: true), savedFor);
+            PluginFile.Save(_plugin, pluginFolder, Provenance(state, finished: true), savedFor, RecordedTemplate);
             return new TrainingResult(RunFolder, pluginFolder, _plugin, state.Finished, TimeSpan.FromSeconds(Seconds), state.Step, state.Tokens,
                 state.Skipped, state.Truncated, resumeFrom?.State.Step, baseFolder);
         }
@@ -232,7 +303,7 @@ public static class PluginTrainer
         private string? TokenizerFolder => Base.Folder.Length > 0 && File.Exists(Path.Combine(Base.Folder, "tokenizer.json")) ? Base.Folder : null;
 
         private CheckpointContents Contents(AdamW optimizer, CheckpointState state) =>
-            new(_plugin, Provenance(state, finished: false), optimizer, _names, _baseParameters.Count > 0 ? _model : null, TokenizerFolder);
+            new(_plugin, Provenance(state, finished: false), optimizer, _names, _baseParameters.Count > 0 ? _model : null, TokenizerFolder, RecordedTemplate);
 
         private double Seconds => _secondsBefore + _clock.Elapsed.TotalSeconds;
 
@@ -395,7 +466,7 @@ public static class PluginTrainer
                 {
                     string key = Key(source);
                     if (data.ContainsKey(key)) continue;
-                    var examples = TrainingData.Load(source, _plugin.Layout, tokenizer, Base.Config.VocabSize).Examples;
+                    var examples = TrainingData.Load(source, _plugin.Layout, tokenizer, Base.Config.VocabSize, _conversations).Examples;
                     data[key] = _plugin.CanRouteText ? examples.ToList() : examples.Where(e => e.HasImage).ToList();
                 }
                 if (mix.Sources.All(s => data[Key(s)].Count == 0))
@@ -403,6 +474,30 @@ public static class PluginTrainer
                         $"no example has an image, and a {_plugin.Design} plug-in learns from images only (text-only requests run the base alone)");
             }
             return data;
+        }
+
+        /// <summary>
+        /// The template conversations are trained in: the request's, else the recipe's by name, else the base's own (its
+        /// tokenizer_config.json chat_template); none when there is none of these (conversation data is then refused).
+        /// </summary>
+        private ConversationFormat? ConversationFormatFor(Tokenizer tokenizer)
+        {
+            var template = _request.ChatTemplate;
+            if (template is null && _recipe.ChatTemplate is { } name)
+                template = ChatTemplates.Resolve(name, tokenizer.ChatTemplate, Base.Config.Architecture, tokenizer.BosToken, tokenizer.EosToken);
+            if (template is null)
+            {
+                try
+                {
+                    template = Base.Folder.Length > 0 ? ChatTemplates.ForCheckpoint(Base.Folder, tokenizer)
+                        : ChatTemplates.Resolve(null, tokenizer.ChatTemplate, Base.Config.Architecture, tokenizer.BosToken, tokenizer.EosToken);
+                }
+                catch (InvalidOperationException)
+                {
+                    return null;
+                }
+            }
+            return new ConversationFormat(template, ChatPrompts.EndOfTurnTokens(tokenizer, Base.Config.EosTokenIds));
         }
 
         /// <summary>Epochs become steps; a total step budget is shared out over the stages. The recipe then holds steps only.</summary>
@@ -414,8 +509,8 @@ public static class PluginTrainer
             _totalSteps = steps.Sum();
         }
 
-        /// <summary>A fresh run needs an empty or new folder; a resumed one its recipe and (if any) its newest checkpoint.</summary>
-        private (string Folder, CheckpointState State)? PrepareRunFolder()
+        /// <summary>A fresh run needs an empty or new folder (created only once everything is checked); a resumed one its recipe and (if any) its newest checkpoint.</summary>
+        private (string Folder, CheckpointState State)? CheckRunFolder()
         {
             if (Base.Folder.Length > 0 && IsWithin(Path.GetFullPath(RunFolder), Path.GetFullPath(Base.Folder)))
                 throw new IOException($"run folder '{RunFolder}' is inside the base model folder '{Base.Folder}', which is only ever read");
@@ -423,7 +518,6 @@ public static class PluginTrainer
             if (!_request.Resume)
             {
                 if (exists) throw new IOException($"run folder '{RunFolder}' exists and is not empty; continue its run with --resume, or choose another folder");
-                Directory.CreateDirectory(RunFolder);
                 return null;
             }
             if (!File.Exists(Path.Combine(RunFolder, RecipeFileName)))
@@ -444,7 +538,17 @@ public static class PluginTrainer
                 return;
             }
             AtomicFile.WriteAllText(path, _recipe.ToJson() + "\n");
+            AtomicFile.WriteAllText(Path.Combine(RunFolder, RunFileName), new RunInfo(
+                Base.Folder.Length > 0 ? Path.GetFullPath(Base.Folder) : null, VisionSpec(_request.Vision), _recipe.Origin).ToJson() + "\n");
         }
+
+        /// <summary>The front end as `--vision` names it: a tower's folder (absolute), patch-pixels:GRID:CELLS, or none.</summary>
+        private static string? VisionSpec(IVisionFrontEnd? vision) => vision switch
+        {
+            null => null,
+            PatchPixelsFrontEnd pixels => $"{PatchPixelsFrontEnd.KindName}:{pixels.Grid}:{pixels.Cells}",
+            _ => vision.Folder is { } folder ? Path.GetFullPath(folder) : null,
+        };
 
         /// <summary>What plugin.json records about the training: the recipe, seed, data, and each stage.</summary>
         private JsonObject Provenance(CheckpointState state, bool finished) => new()
@@ -471,6 +575,15 @@ public static class PluginTrainer
             }).ToArray()),
             ["skipped"] = state.Skipped,
             ["truncated"] = state.Truncated,
+            ["new_base"] = _baseParameters.Count == 0 ? null : new JsonObject
+            {
+                // Bridge's full mode: the plug-in belongs to the LLM trained with it, written beside it.
+                ["folder"] = Path.GetFullPath(Path.Combine(RunFolder, TrainingCheckpoint.BaseFolderName)),
+                ["trained_parameters"] = _baseParameters.Sum(p => (long)p.Tensor.Length),
+                ["trained_in_stages"] = new JsonArray(_recipe.Stages.Where(st => st.Trainable.WholeBase).Select(st => (JsonNode?)st.Name).ToArray()),
+                ["from_folder"] = Base.Folder.Length > 0 ? Path.GetFullPath(Base.Folder) : null,
+                ["from_fingerprint"] = _sourceFingerprint ??= BaseFingerprint.Of(Base),
+            },
         };
 
         private static bool IsWithin(string path, string folder)

@@ -147,6 +147,13 @@ public sealed record Recipe
     public required JsonObject DesignOptions { get; init; }
 
     public int Seed { get; init; }
+
+    /// <summary>
+    /// The chat template conversation data is trained in, by name (chatml, plain, ...); null for the base's own. plugin.json
+    /// records the one used, and every command asks the plug-in in it.
+    /// </summary>
+    public string? ChatTemplate { get; init; }
+
     public required DataMix Data { get; init; }
     public required IReadOnlyList<StageRecipe> Stages { get; init; }
 
@@ -198,12 +205,15 @@ public sealed record Recipe
         }
         var f = new RecipeFields(origin);
         var root = f.Object(node, "");
-        f.Known(root, "", "name", "description", "design", "seed", "data", "stages");
+        f.Known(root, "", "name", "description", "design", "seed", "chat_template", "data", "stages");
         string name = f.String(root, "name", "");
         if (name.Length == 0 || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || name is "." or "..")
             throw new RecipeException(origin, "name", $"'{name}' must be non-empty and usable as a file name (the plug-in is written as NAME.graft)");
         var (design, options) = ReadDesign(f, root);
         int seed = f.OptionalInt(root, "seed", "", min: 0) ?? 0;
+        string? template = f.OptionalString(root, "chat_template", "");
+        if (template is not null && !Graft.Models.Chat.ChatTemplates.Names.Contains(template.ToLowerInvariant()))
+            throw new RecipeException(origin, "chat_template", $"'{template}' is not a chat template Graft knows ({string.Join(", ", Graft.Models.Chat.ChatTemplates.Names)}); leave it out for the base's own");
         var data = ReadData(f, root["data"], "data", inherited: null) ?? new DataMix([], null);
         if (root["stages"] is not JsonArray stages || stages.Count == 0) throw new RecipeException(origin, "stages", "must be a non-empty array of stages");
         var parsed = new List<StageRecipe>();
@@ -220,6 +230,7 @@ public sealed record Recipe
             Design = design,
             DesignOptions = options,
             Seed = seed,
+            ChatTemplate = template?.ToLowerInvariant(),
             Data = data,
             Stages = parsed,
             Origin = origin,

@@ -39,7 +39,7 @@ public sealed record CheckpointState
 /// tokenizer files of <see cref="TokenizerFolder"/>, the plug-in saved for it).
 /// </summary>
 public sealed record CheckpointContents(IPlugin Plugin, JsonObject Training, AdamW Optimizer, IReadOnlyDictionary<Tensor, string> Names,
-    DecoderModel? TrainedBase = null, string? TokenizerFolder = null);
+    DecoderModel? TrainedBase = null, string? TokenizerFolder = null, RecordedChatTemplate? ChatTemplate = null);
 
 /// <summary>
 /// Checkpoints of a run: checkpoints/step-NNNNNN/ holding plugin/ (a plug-in folder), optimizer.safetensors (AdamW's
@@ -79,7 +79,7 @@ public static class TrainingCheckpoint
                 WriteBase(Path.Combine(temporary, BaseFolderName), model, contents.TokenizerFolder);
                 savedFor = CurrentDescription(model);
             }
-            PluginFile.Save(contents.Plugin, Path.Combine(temporary, PluginFolderName), contents.Training, savedFor);
+            PluginFile.Save(contents.Plugin, Path.Combine(temporary, PluginFolderName), contents.Training, savedFor, contents.ChatTemplate);
             SafeTensorsWriter.Write(Path.Combine(temporary, OptimizerFileName), contents.Optimizer.StateTensors(tensor => contents.Names[tensor]));
             File.WriteAllText(Path.Combine(temporary, StateFileName), JsonSerializer.Serialize(state, Json));
             Directory.Move(temporary, final);

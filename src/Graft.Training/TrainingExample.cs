@@ -43,7 +43,8 @@ public sealed record TrainingExample(string Where, IReadOnlyList<ExamplePart> Pa
         LaidOutPrompt laid;
         try
         {
-            laid = layout.Arrange(prompt.Text, prompt.ImagePaths.Count, throughPlugin: true);
+            // A conversation rendered by its chat template has its images placed already (inside the user turn).
+            laid = (prompt.ImagesPlaced ? PromptLayout.AtPlaceholders : layout).Arrange(prompt.Text, prompt.ImagePaths.Count, throughPlugin: true);
         }
         catch (ArgumentException e)
         {
@@ -59,7 +60,7 @@ public sealed record TrainingExample(string Where, IReadOnlyList<ExamplePart> Pa
         for (int i = 0; i < laid.Pieces.Count; i++)
         {
             var (pieceStart, pieceLength) = laid.Pieces[i].Range.GetOffsetAndLength(laid.Text.Length);
-            if (i == 0 || pieceLength > 0) AddPiece(parts, laid.Piece(i), pieceStart, i == 0, targets, tokenizer, vocabSize, where);
+            if (i == 0 || pieceLength > 0) AddPiece(parts, laid.Piece(i), pieceStart, i == 0 && prompt.AddSpecialTokens, targets, tokenizer, vocabSize, where);
             for (int k = 0; k < laid.Pieces[i].ImagesAfter; k++) parts.Add(new ExampleImage(prompt.ImagePaths[image++]));
         }
         if (prompt.EndsWithEos && tokenizer.EosTokenId is int eos)

@@ -12,6 +12,12 @@ public abstract class ChatTemplate
     /// <summary>The name that selects it (<see cref="ChatTemplates.Names"/>).</summary>
     public abstract string Name { get; }
 
+    /// <summary>
+    /// The template's exact Jinja text: the checkpoint's chat_template it was recognised in, or the built-in text of a
+    /// template chosen by name; null for a named template that has no Jinja text of its own (Vicuna's is FastChat's code).
+    /// </summary>
+    public string? Source { get; internal set; }
+
     /// <param name="addGenerationPrompt">End with the header that opens the assistant's answer, where the family has one.</param>
     public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
     {

@@ -12,35 +12,58 @@ namespace Graft.Models.Chat;
 /// </summary>
 public static partial class ChatTemplates
 {
-    public static IReadOnlyList<string> Names { get; } = ["chatml", "llama2", "llama3", "internlm2", "vicuna"];
+    public static IReadOnlyList<string> Names { get; } = ["chatml", "llama2", "llama3", "internlm2", "vicuna", PlainChatTemplate.TemplateName];
 
     /// <summary>The template called <paramref name="name"/>; a ChatML template keeps the default system prompt
     /// found in <paramref name="jinjaTemplate"/>, if any.</summary>
     public static ChatTemplate Create(string name, string? bosToken = null, string? eosToken = null, string? jinjaTemplate = null)
     {
         ArgumentNullException.ThrowIfNull(name);
-        return name.ToLowerInvariant() switch
+        ChatTemplate template = name.ToLowerInvariant() switch
         {
             "chatml" => new ChatMLTemplate(jinjaTemplate is null ? null : ChatMLDefaultSystemPrompt(jinjaTemplate)),
             "llama2" => new Llama2ChatTemplate(bosToken ?? "<s>", eosToken ?? "</s>"),
             "llama3" => new Llama3ChatTemplate(bosToken ?? "<|begin_of_text|>"),
             "internlm2" => new InternLM2ChatTemplate(bosToken ?? "<s>"),
             "vicuna" => new VicunaChatTemplate(eosToken ?? "</s>"),
+            PlainChatTemplate.TemplateName => new PlainChatTemplate(eosToken ?? ""),
             _ => throw new ArgumentException($"unknown chat template '{name}'; known templates: {string.Join(", ", Names)}", nameof(name)),
         };
+        template.Source = template is PlainChatTemplate ? PlainChatTemplate.Jinja : null;
+        return template;
+    }
+
+    /// <summary>
+    /// The template a plug-in recorded (name and Jinja text, <paramref name="source"/>), for a checkpoint's tokens: the
+    /// recorded text when it is one Graft renders, else the template of that name.
+    /// </summary>
+    public static ChatTemplate FromRecord(string name, string? source, string? bosToken, string? eosToken)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        var template = Create(name, bosToken, eosToken, source);
+        if (source is not null) template.Source = source;
+        return template;
     }
 
     /// <summary>The template the checkpoint's Jinja string or architecture names, or null when neither is recognised.</summary>
     public static ChatTemplate? Detect(string? jinjaTemplate, string? architecture = null, string? bosToken = null, string? eosToken = null)
     {
         var name = DetectName(jinjaTemplate, architecture);
-        return name is null ? null : Create(name, bosToken, eosToken, jinjaTemplate);
+        if (name is null) return null;
+        var template = Create(name, bosToken, eosToken, jinjaTemplate);
+        if (jinjaTemplate is not null) template.Source = jinjaTemplate;
+        return template;
     }
 
     /// <summary>The override when given, else the detected template; neither is an error listing the names.</summary>
     public static ChatTemplate Resolve(string? overrideName, string? jinjaTemplate, string? architecture = null, string? bosToken = null, string? eosToken = null)
     {
-        if (!string.IsNullOrEmpty(overrideName)) return Create(overrideName, bosToken, eosToken, jinjaTemplate);
+        if (!string.IsNullOrEmpty(overrideName))
+        {
+            var named = Create(overrideName, bosToken, eosToken, jinjaTemplate);
+            if (jinjaTemplate is not null && DetectName(jinjaTemplate, architecture) == named.Name) named.Source = jinjaTemplate;
+            return named;
+        }
         return Detect(jinjaTemplate, architecture, bosToken, eosToken) ?? throw new InvalidOperationException(
             (jinjaTemplate is null ? "the checkpoint has no chat template" : "the checkpoint's chat template is not one Graft recognises")
             + (architecture is null ? "" : $" (architecture {architecture})")
@@ -59,6 +82,7 @@ public static partial class ChatTemplates
         bool internLM = architecture is not null && architecture.StartsWith("InternLM2", StringComparison.Ordinal);
         if (jinja is not null)
         {
+            if (jinja.Trim() == PlainChatTemplate.Jinja) return PlainChatTemplate.TemplateName;
             if (jinja.Contains("<|start_header_id|>", StringComparison.Ordinal)) return "llama3";
             if (jinja.Contains("<|im_start|>", StringComparison.Ordinal))
                 return internLM || jinja.Contains("bos_token", StringComparison.Ordinal) ? "internlm2" : "chatml";

@@ -25,6 +25,9 @@ public sealed record BpeTrainingOptions
 
     /// <summary>tokenizer_config.json's model_max_length (the model's context).</summary>
     public int ModelMaxLength { get; init; } = 512;
+
+    /// <summary>tokenizer_config.json's chat_template (Jinja); ChatML by default.</summary>
+    public string ChatTemplate { get; init; } = ByteLevelBpeTrainer.ChatTemplate;
 }
 
 /// <summary>A trained tokenizer: the two files of a Hugging Face folder, and the merges in rank order.</summary>
@@ -242,7 +245,7 @@ public static class ByteLevelBpeTrainer
         }
         w.WriteEndObject();
         w.WriteNull("bos_token");
-        w.WriteString("chat_template", ChatTemplate);
+        w.WriteString("chat_template", options.ChatTemplate);
         w.WriteBoolean("clean_up_tokenization_spaces", false);
         w.WriteString("eos_token", options.EosToken);
         w.WriteString("errors", "replace");

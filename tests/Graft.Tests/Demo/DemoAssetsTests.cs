@@ -42,7 +42,14 @@ public sealed class DemoAssetsTests
         Assert.Equal(Manifest().GetProperty("tokenizer").GetProperty("vocab_size").GetInt32(), tokenizer.VocabSize);
         Assert.Equal(tokenizer.VocabSize, c.VocabSize);
         Assert.Contains(tokenizer.TokenToId("<|im_end|>")!.Value, c.EosTokenIds);
-        Assert.Equal("chatml", ChatTemplates.ForCheckpoint(folder, tokenizer).Name);
+        // A base with no chat training: the plain template, each answer ended by the document separator it learned.
+        Assert.Equal("<|endoftext|>", tokenizer.EosToken);
+        Assert.Contains(tokenizer.EosTokenId!.Value, c.EosTokenIds);
+        var template = ChatTemplates.ForCheckpoint(folder, tokenizer);
+        Assert.Equal("plain", template.Name);
+        Assert.Equal(PlainChatTemplate.Jinja, template.Source);
+        Assert.Equal("Question: What is 2 + 3?\nAnswer: 5\n\n<|endoftext|>Question: And 3 + 4?\nAnswer:",
+            template.Render([ChatMessage.User("What is 2 + 3?"), ChatMessage.Assistant("5"), ChatMessage.User("And 3 + 4?")], addGenerationPrompt: true));
         Assert.True(CheckpointFolder.IsGraftFolder(folder));
         Assert.True(CheckpointFolder.IsGraftFolder(Folder));
         Assert.All(model.Forward(tokenizer.Encode("Question: What is 2 + 3?\nAnswer:")).ToArray(), v => Assert.True(float.IsFinite(v)));

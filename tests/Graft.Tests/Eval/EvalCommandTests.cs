@@ -114,10 +114,6 @@ public class EvalCommandTests
         using (var vision = VisionTowerFrontEnd.Load(tower))
             PluginFile.Save(Bridge.Create(decoder, vision, new BridgeOptions { Seed = 5 }), plugin);
 
-        var (missing, _, message) = Invoke("eval", "--model", model, "--plugin", plugin, "--bench", "shapes:" + shapes, "--quiet");
-        Assert.Equal(1, missing);
-        Assert.Contains("--vision DIR", message);
-
         var (code, output, error) = Invoke("eval", "--model", model, "--plugin", plugin, "--vision", tower, "--bench", "shapes:" + shapes,
             "--limit", "2", "--max-new-tokens", "2", "--json", "--quiet");
         Assert.True(code == 0, error);
@@ -125,6 +121,63 @@ public class EvalCommandTests
         var bench = Assert.Single(json.RootElement.GetProperty("benchmarks").EnumerateArray());
         Assert.Equal(0, bench.GetProperty("skipped").GetInt32());
         Assert.Equal(2, bench.GetProperty("with_image").GetProperty("total").GetInt32());
+
+        // Without --vision the tower is the folder plugin.json records; --answers writes what was generated for each item.
+        string answers = Path.Combine(temp.Path, "answers.jsonl");
+        var (found, foundOutput, foundError) = Invoke("eval", "--model", model, "--plugin", plugin, "--bench", "shapes:" + shapes,
+            "--limit", "2", "--max-new-tokens", "2", "--json", "--quiet", "--answers", answers);
+        Assert.True(found == 0, foundError);
+        Assert.Equal(output, foundOutput);
+        var lines = File.ReadAllLines(answers).Select(line => JsonDocument.Parse(line).RootElement).ToList();
+        Assert.Equal(2, lines.Count);
+        Assert.All(lines, line => Assert.Equal("shapes", line.GetProperty("benchmark").GetString()));
+        Assert.Equal(bench.GetProperty("overall").GetProperty("correct").GetInt32(), lines.Count(l => l.GetProperty("correct").GetBoolean()));
+
+        var (wrong, _, message) = Invoke("eval", "--model", model, "--plugin", plugin, "--vision", WiringVisionTests.Tower("siglip_head"), "--bench", "shapes:" + shapes, "--quiet");
+        Assert.Equal(1, wrong);
+        Assert.Contains("vision kind: plug-in expects clip, given siglip", message);
+    }
+
+    /// <summary>
+    /// One report over plug-ins that read different towers (CLIP, SigLIP) and none (Visual Experts), each found from its
+    /// plugin.json; a plug-in whose tower is gone stops the report before anything is scored or written.
+    /// </summary>
+    [Fact]
+    public void Report_takes_plugins_with_different_towers_and_none_and_checks_them_all_first()
+    {
+        using var temp = new TempFolder();
+        var (model, _, shapes) = PluginSetup(temp);
+        string clip = WiringVisionTests.Tower("clip_vision"), siglip = WiringVisionTests.CopyTower(WiringVisionTests.Tower("siglip_head"), Path.Combine(temp.Path, "siglip"));
+        string bridge = Path.Combine(temp.Path, "bridge.graft"), wings = Path.Combine(temp.Path, "wings.graft"), experts = Path.Combine(temp.Path, "experts.graft");
+        using (var decoder = DecoderModel.Load(model))
+        {
+            using (var vision = VisionTowerFrontEnd.Load(clip)) PluginFile.Save(Bridge.Create(decoder, vision, new BridgeOptions { Seed = 5 }), bridge);
+            using (var vision = VisionTowerFrontEnd.Load(siglip)) PluginFile.Save(Wings.Create(decoder, vision), wings);
+            PluginFile.Save(VisualExperts.Create(decoder, new VisualExpertsOptions { ImageSize = 24, PatchSize = 6 }), experts);
+        }
+        string output = Path.Combine(temp.Path, "report");
+        var (code, _, error) = Invoke("report", "--model", model, "--plugin", bridge, "--plugin", wings, "--plugin", experts, "--bench", "shapes:" + shapes,
+            "--limit", "2", "--max-new-tokens", "2", "--quiet", "--out", output);
+        Assert.True(code == 0, error);
+        using (var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "report.json"))))
+        {
+            var entries = json.RootElement.GetProperty("entries").EnumerateArray().ToList();
+            Assert.Equal(["base", "bridge", "wings", "experts"], entries.Select(e => e.GetProperty("name").GetString()));
+            foreach (var entry in entries.Skip(1))
+                Assert.Equal(2, entry.GetProperty("runs")[1].GetProperty("benchmarks")[0].GetProperty("with_image").GetProperty("total").GetInt32());
+        }
+
+        Directory.Delete(siglip, recursive: true);
+        string again = Path.Combine(temp.Path, "again");
+        (code, _, error) = Invoke("report", "--model", model, "--plugin", bridge, "--plugin", wings, "--bench", "shapes:" + shapes, "--quiet", "--out", again);
+        Assert.Equal(1, code);
+        Assert.Contains("plug-in 'wings'", error);
+        Assert.Contains("does not exist", error);
+        Assert.False(Directory.Exists(again));
+        // A tower given for one plug-in by name.
+        (code, _, error) = Invoke("report", "--model", model, "--plugin", bridge, "--plugin", wings, "--vision", "wings=" + WiringVisionTests.Tower("siglip_head"),
+            "--bench", "shapes:" + shapes, "--limit", "1", "--max-new-tokens", "1", "--quiet", "--out", again);
+        Assert.True(code == 0, error);
     }
 
     [Fact]
@@ -139,7 +192,7 @@ public class EvalCommandTests
         Assert.True(code == 0, error);
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "report.json")));
         var entries = json.RootElement.GetProperty("entries").EnumerateArray().ToList();
-        Assert.Equal(["base", "tiny.graft"], entries.Select(e => e.GetProperty("name").GetString()));
+        Assert.Equal(["base", "tiny"], entries.Select(e => e.GetProperty("name").GetString()));
         Assert.Equal(JsonValueKind.Null, entries[0].GetProperty("columns").GetProperty("scienceqa image").ValueKind);
         Assert.True(entries[1].GetProperty("trainable_parameters").GetInt64() > 0);
         var runs = entries[1].GetProperty("runs").EnumerateArray().ToList();

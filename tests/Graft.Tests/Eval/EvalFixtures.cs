@@ -117,7 +117,10 @@ internal static class EvalFixtures
         return symbols;
     }
 
-    /// <summary>The tiny Llama checkpoint copied with the test tokenizer beside it (a complete model folder).</summary>
+    /// <summary>
+    /// The tiny Llama checkpoint copied with the test tokenizer beside it (a complete model folder): a base with no chat
+    /// training, so its tokenizer_config.json carries the plain chat template and &lt;|endoftext|&gt; as its end of sequence.
+    /// </summary>
     public static string ModelFolder(TempFolder temp, bool mergeLetters, bool bos = false)
     {
         string folder = System.IO.Path.Combine(temp.Path, "model");
@@ -125,8 +128,15 @@ internal static class EvalFixtures
         foreach (var file in Directory.GetFiles(System.IO.Path.Combine(GoldenCase.Folder("llm"), "models", "llama")))
             File.Copy(file, System.IO.Path.Combine(folder, System.IO.Path.GetFileName(file)));
         File.WriteAllText(System.IO.Path.Combine(folder, "tokenizer.json"), TokenizerJson(mergeLetters, bos));
+        File.WriteAllText(System.IO.Path.Combine(folder, "tokenizer_config.json"), PlainTokenizerConfig);
         return folder;
     }
+
+    /// <summary>tokenizer_config.json of a base with no chat training: the plain template, and &lt;|endoftext|&gt; ending a turn.</summary>
+    public static readonly string PlainTokenizerConfig = JsonSerializer.Serialize(new Dictionary<string, string>
+    {
+        ["eos_token"] = "<|endoftext|>", ["chat_template"] = Graft.Models.Chat.PlainChatTemplate.Jinja,
+    });
 
     /// <summary>An MMLU folder: per subject a dev CSV of two shots and a test CSV whose question i reads "Qn" with the given answers.</summary>
     public static string Mmlu(TempFolder temp, params (string Subject, string Answers)[] subjects)

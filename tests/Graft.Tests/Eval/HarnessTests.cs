@@ -1,4 +1,5 @@
 using Graft.Eval;
+using Graft.Models.Chat;
 
 namespace Graft.Tests.Eval;
 
@@ -103,13 +104,26 @@ public class HarnessTests
              {"id": "i", "image": "x.png", "conversations": [
                 {"from": "human", "value": "<image>\nColour?"}, {"from": "gpt", "value": "red"}]}]
             """);
-        var model = new FakeScoringModel((_, _) => 0, p => p.Text.EndsWith("Its river?\nAnswer:") ? "  The KELL " : "Paris");
+        // The second answer goes on after its first line (as a base does): only the first line is judged.
+        var model = new FakeScoringModel((_, _) => 0, p => p.Conversation!.Messages[^1].Content == "Its river?" ? "  The KELL \n\nQuestion: and" : "Paris");
         var result = Benchmarks.Run(BenchSpec.Parse("llava:" + file), model, Options);
 
         Assert.Equal(new Score(1, 2), result.Overall);
         Assert.Equal(1, result.Skipped);
-        Assert.Equal("Question: Capital of Ostria?\nAnswer: Velmor\n\nQuestion: Its river?\nAnswer:", model.Prompts[1].Text);
+        // The request is the conversation before the turn, gold answers as history, for the route's chat template.
+        var asked = model.Prompts[1].Conversation!;
+        Assert.Equal([ChatMessage.User("Capital of Ostria?"), ChatMessage.Assistant("Velmor"), ChatMessage.User("Its river?")], asked.Messages);
+        Assert.All(asked.Images, images => Assert.Empty(images));
+        Assert.Equal(["Paris", "  The KELL \n\nQuestion: and"], result.Answers.Select(a => a.Answer));
+        Assert.Equal(["t#1", "t#3"], result.Answers.Select(a => a.Id));
+        Assert.Equal([false, true], result.Answers.Select(a => a.Correct));
     }
+
+    [Theory]
+    [InlineData(" red\n\n", "red")]
+    [InlineData("\n  Velmor\nQuestion: x", "Velmor")]
+    [InlineData("", "")]
+    public void A_free_answer_is_its_first_line(string answer, string expected) => Assert.Equal(expected, AnswerParsing.FirstLine(answer));
 
     [Theory]
     [InlineData("The answer is B. BECAUSE: ...", 3, 1)]

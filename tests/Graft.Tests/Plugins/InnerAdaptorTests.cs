@@ -320,7 +320,7 @@ public class InnerAdaptorTests
         using var temp = new TempFolder();
         string folder = temp.Sub("iaa.graft");
         var output = new StringWriter();
-        Assert.Equal(0, PluginCommand.RunNew(new PluginNewSettings(InnerAdaptor.DesignName, PluginFixtures.ModelFolder("llama"), null, folder) { Seed = 3 }, output));
+        Assert.Equal(0, PluginCommand.RunNew(new PluginNewSettings(InnerAdaptor.DesignName, PluginFixtures.ModelFolder("llama"), "patch-pixels:4:2", folder) { Seed = 3 }, output));
         Assert.Contains("wrote untrained inner-adaptor plug-in to", output.ToString());
         using var model = DecoderModel.Load(PluginFixtures.ModelFolder("llama"));
         var loaded = Assert.IsType<InnerAdaptor>(PluginFile.Load(folder, model));

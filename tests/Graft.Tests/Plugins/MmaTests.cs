@@ -426,7 +426,7 @@ public class MmaTests
         using var temp = new TempFolder();
         string model = PluginFixtures.ModelFolder("qwen2");
         string plugin = temp.Sub("m.graft");
-        var (code, output, error) = Cli("plugin", "new", "--design", "mma", "--base", model, "--out", plugin, "--seed", "2");
+        var (code, output, error) = Cli("plugin", "new", "--design", "mma", "--base", model, "--vision", "patch-pixels:4:2", "--out", plugin, "--seed", "2");
         Assert.True(code == 0, error);
         Assert.Contains("wrote untrained mma plug-in to", output);
         Assert.Equal(0, Cli("logits", "--model", model, "--ids", "1,17,42,9", "--out", temp.Sub("base.safetensors")).ExitCode);

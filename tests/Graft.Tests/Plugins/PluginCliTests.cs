@@ -16,7 +16,7 @@ public class PluginCliTests
     {
         using var temp = new TempFolder();
         string plugin = temp.Sub("b.graft");
-        var (code, output, error) = Invoke("plugin", "new", "--design", "bridge", "--base", PluginFixtures.ModelFolder("llama"), "--out", plugin, "--seed", "3");
+        var (code, output, error) = Invoke("plugin", "new", "--design", "bridge", "--base", PluginFixtures.ModelFolder("llama"), "--vision", "patch-pixels:4:2", "--out", plugin, "--seed", "3");
         Assert.True(code == 0, error);
         Assert.Contains("wrote untrained bridge plug-in (projector)", output);
 
@@ -47,7 +47,7 @@ public class PluginCliTests
         using var temp = new TempFolder();
         string model = PluginFixtures.ModelFolder("qwen2");
         string plugin = temp.Sub("b.graft");
-        Assert.Equal(0, Invoke("plugin", "new", "--design", "bridge", "--base", model, "--out", plugin).ExitCode);
+        Assert.Equal(0, Invoke("plugin", "new", "--design", "bridge", "--base", model, "--vision", "patch-pixels:4:2", "--out", plugin).ExitCode);
 
         var (code, _, error) = Invoke("logits", "--model", model, "--ids", "1,17,42,9", "--out", temp.Sub("base.safetensors"));
         Assert.True(code == 0, error);
@@ -72,7 +72,7 @@ public class PluginCliTests
     {
         using var temp = new TempFolder();
         string plugin = temp.Sub("b.graft");
-        Assert.Equal(0, Invoke("plugin", "new", "--design", "bridge", "--base", PluginFixtures.ModelFolder("llama"), "--out", plugin).ExitCode);
+        Assert.Equal(0, Invoke("plugin", "new", "--design", "bridge", "--base", PluginFixtures.ModelFolder("llama"), "--vision", "patch-pixels:4:2", "--out", plugin).ExitCode);
         var (code, _, error) = Invoke("logits", "--model", PluginFixtures.ModelFolder("qwen2"), "--plugin", plugin, "--ids", "1,2", "--out", temp.Sub("x.safetensors"));
         Assert.Equal(1, code);
         Assert.Contains("base architecture: plug-in made for LlamaForCausalLM", error);

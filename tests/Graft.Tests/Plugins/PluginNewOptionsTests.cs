@@ -22,7 +22,9 @@ public class PluginNewOptionsTests
     private static PluginManifest New(TempFolder temp, string design, params string[] options)
     {
         string folder = temp.Sub(design + ".graft");
-        var (code, output, error) = Invoke(["plugin", "new", "--design", design, "--base", Llama, "--out", folder, .. options]);
+        // Every design but visual-experts needs a front end; patch-pixels unless the test names one.
+        string[] vision = design == "visual-experts" || options.Contains("--vision") ? [] : ["--vision", "patch-pixels:4:2"];
+        var (code, output, error) = Invoke(["plugin", "new", "--design", design, "--base", Llama, .. vision, "--out", folder, .. options]);
         Assert.True(code == 0, error);
         Assert.Contains("hyper-parameters: {", output);
         return PluginFile.ReadManifest(folder);
@@ -99,7 +101,9 @@ public class PluginNewOptionsTests
         { ["--design", "visual-experts", "--vision", "patch-pixels:2:2"], "--vision: visual-experts has its own trainable patch embedding" },
         { ["--design", "inner-adaptor", "--attention-experts"], "--attention-experts: a visual-experts option" },
         { ["--design", "bridge", "--tune", "half"], "--tune: 'half' is not projector or full" },
-        { ["--design", "bridge", "--feature-layer", "-2"], "--feature-layer: needs a CLIP/SigLIP --vision folder" },
+        { ["--design", "bridge", "--vision", "patch-pixels:4:2", "--feature-layer", "-2"], "--feature-layer: needs a CLIP/SigLIP --vision folder" },
+        { ["--design", "bridge", "--feature-layer", "-2"], "--vision: a bridge plug-in sees through a vision front end; give a CLIP/SigLIP folder" },
+        { ["--design", "wings"], "--vision: a wings plug-in sees through a vision front end" },
         { ["--design", "bridge", "--vision", Clip, "--feature-layer", "5"], "--feature-layer: hidden state 5 does not exist in a tower of 3 layers" },
         { ["--design", "wings", "--vision", WiringVisionTests.Tower("siglip_head"), "--keep-class-token"], "--keep-class-token: a Siglip tower has no class token" },
         { ["--design", "bridge", "--vision", Clip, "--pad-to-square", "maybe"], "--pad-to-square: 'maybe' is not on or off" },
@@ -108,7 +112,7 @@ public class PluginNewOptionsTests
         { ["--design", "mma", "--temperature", "0"], "--temperature: 0 is not positive and finite" },
         { ["--design", "mma", "--adapter-dropout", "1"], "--adapter-dropout: 1 is not in [0, 1)" },
         { ["--design", "mma", "--projection-width", "0"], "--projection-width: 0 is not a positive integer" },
-        { ["--design", "mma", "--class-tokens", "2"], "--class-tokens: needs a CLIP/SigLIP --vision folder" },
+        { ["--design", "mma", "--vision", "patch-pixels:4:2", "--class-tokens", "2"], "--class-tokens: needs a CLIP/SigLIP --vision folder" },
         { ["--design", "mma", "--vision", Clip, "--class-tokens", "2"], "--class-tokens: 2 does not divide the tower's 3 blocks" },
         { ["--design", "mma", "--vision", WiringVisionTests.Tower("siglip_head")], "--vision: MMA reads class tokens, so it needs a CLIP tower" },
         { ["--design", "mma", "--vision", Clip, "--vit-adapters", "yes"], "--vit-adapters: 'yes' is not on or off" },
@@ -201,10 +205,12 @@ public class PluginNewOptionsTests
         }
         Assert.NotEqual(PluginFixtures.Bits(Tensor.FromArray(cli, cli.Length)), PluginFixtures.Bits(host.Forward("mma", prompt).Reshape(cli.Length)));
 
-        // Without --vision the tower is asked for; off, the plug-in holds no ViT adapters and reads the class tokens plainly.
-        (code, _, error) = Invoke("logits", "--model", Llama, "--plugin", folder, "--image", image, "--ids", "1,image", "--out", temp.Sub("x.safetensors"));
-        Assert.Equal(1, code);
-        Assert.Contains("the plug-in needs its clip vision tower", error);
+        // Without --vision the tower is the folder plugin.json records it was made with; off, the plug-in holds no ViT
+        // adapters and reads the class tokens plainly.
+        Assert.Equal(Path.GetFullPath(Clip), manifest.Vision.Folder);
+        (code, _, error) = Invoke("logits", "--model", llama, "--plugin", folder, "--image", image, "--ids", "1,image,42,9", "--out", temp.Sub("found.safetensors"));
+        Assert.True(code == 0, error);
+        using (var found = SafeTensorsFile.Open(temp.Sub("found.safetensors"))) Assert.Equal(cli, found.ReadFloats("logits"));
         var off = New(temp, "mma", "--vision", Clip, "--vit-adapters", "off", "--class-tokens", "1");
         Assert.Equal((0, "clip", "class-tokens:1"), (Hyper<int>(off, "vision_blocks"), off.Vision!.Kind, off.Vision.Summary["features"]));
     }

@@ -85,7 +85,7 @@ public sealed class PromptLayoutTests
         int bos = tokenizer.BosTokenId!.Value;
         int[] Encode(string text) => tokenizer.Encode(text, addSpecialTokens: false);
         string plugin = temp.Sub("mma.graft");
-        var (code, _, error) = Cli("plugin", "new", "--design", "mma", "--base", model, "--out", plugin, "--seed", "3");
+        var (code, _, error) = Cli("plugin", "new", "--design", "mma", "--base", model, "--vision", "patch-pixels:4:2", "--out", plugin, "--seed", "3");
         Assert.True(code == 0, error);
         string imageFile = temp.Sub("image.ppm");
         File.WriteAllBytes(imageFile, [.. "P6\n4 4\n255\n"u8.ToArray(), .. Enumerable.Range(0, 48).Select(i => (byte)(i * 5))]);

@@ -269,7 +269,7 @@ public class WingsTests
         using var temp = new TempFolder();
         string folder = temp.Sub("w.graft");
         var output = new StringWriter();
-        Assert.Equal(0, PluginCommand.RunNew(new PluginNewSettings("wings", PluginFixtures.ModelFolder("llama"), null, folder) { Seed = 3 }, output));
+        Assert.Equal(0, PluginCommand.RunNew(new PluginNewSettings("wings", PluginFixtures.ModelFolder("llama"), "patch-pixels:4:2", folder) { Seed = 3 }, output));
         Assert.Contains("wrote untrained wings plug-in to", output.ToString());
         output = new StringWriter();
         PluginCommand.RunInspect(folder, output);

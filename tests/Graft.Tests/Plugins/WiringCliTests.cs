@@ -42,7 +42,7 @@ public sealed class WiringCliTests : IDisposable
     {
         string folder = _temp.Sub(name);
         var (code, _, error) = vision is null
-            ? Invoke(null, "plugin", "new", "--design", "bridge", "--base", _model, "--out", folder, "--seed", "2")
+            ? Invoke(null, "plugin", "new", "--design", "bridge", "--base", _model, "--vision", "patch-pixels:4:2", "--out", folder, "--seed", "2")
             : Invoke(null, "plugin", "new", "--design", "bridge", "--base", _model, "--vision", vision, "--out", folder, "--seed", "2");
         Assert.True(code == 0, error);
         return folder;
@@ -89,24 +89,52 @@ public sealed class WiringCliTests : IDisposable
     {
         string plugin = NewPlugin("clip.graft", WiringVisionTests.Tower("clip_vision"));
         string plain = NewPlugin("b.graft");
+        // A plug-in whose tower has since gone from where it was made.
+        string moved = NewPlugin("moved.graft", WiringVisionTests.CopyTower(WiringVisionTests.Tower("clip_vision"), _temp.Sub("tower")));
+        Directory.Delete(_temp.Sub("tower"), recursive: true);
         var cases = new (string[] Args, string Message)[]
         {
             (["--image", _image], "--image needs a --plugin"),
             (["--plugin", plain, "--image", _temp.Sub("missing.png")], "missing.png"),
-            (["--plugin", plugin, "--image", _image], "give its folder with --vision DIR"),
+            (["--plugin", moved, "--image", _image], "(plugin.json vision.folder), but that folder does not exist; give the tower's folder with --vision DIR"),
+            (["--plugin", plugin, "--image", _image, "--vision", _temp.Sub("nowhere")], "--vision: the tower folder"),
+            (["--plugin", plain, "--prompt", "look: <image>"], "the prompt holds '<image>', but no image was given"),
             (["--plugin", plugin, "--image", _image, "--vision", WiringVisionTests.Tower("siglip_head")], "vision kind: plug-in expects clip, given siglip"),
         };
         File.WriteAllText(_temp.Sub("broken.png"), "not a png");
         cases = [.. cases, (["--plugin", plain, "--image", _temp.Sub("broken.png")], "broken.png")];
         foreach (var (args, message) in cases)
         {
-            var (code, output, error) = Invoke(null, ["generate", "--model", _model, "--prompt", Prompt, .. args]);
+            var (code, output, error) = Invoke(null, ["generate", "--model", _model, .. (args.Contains("--prompt") ? (string[])[] : ["--prompt", Prompt]), .. args]);
             Assert.Equal(1, code);
             Assert.Equal("", output);
             Assert.Contains(message, error);
             Assert.StartsWith("graft generate: ", error);
             Assert.Single(error.TrimEnd().Split('\n'));
         }
+    }
+
+    /// <summary>A plug-in made with a tower finds it where plugin.json says, with no --vision; several --image fill the prompt's placeholders in order.</summary>
+    [Fact]
+    public void Generate_finds_the_tower_a_plugin_records_and_takes_several_images()
+    {
+        string tower = WiringVisionTests.Tower("clip_vision");
+        string plugin = NewPlugin("clip.graft", tower);
+        Assert.Equal(Path.GetFullPath(tower), PluginFile.ReadManifest(plugin).Vision!.Folder);
+        var given = Invoke(null, "generate", "--model", _model, "--plugin", plugin, "--vision", tower, "--image", WiringVisionTests.Photo, "--prompt", Prompt, "--max-tokens", "3");
+        var found = Invoke(null, "generate", "--model", _model, "--plugin", plugin, "--image", WiringVisionTests.Photo, "--prompt", Prompt, "--max-tokens", "3");
+        Assert.True(given.Code == 0 && found.Code == 0, given.Error + found.Error);
+        Assert.Equal(given.Output, found.Output);
+
+        string plain = NewPlugin("b.graft");
+        var tokenizer = Tokenizer.FromFolder(_model);
+        var two = Invoke(null, "generate", "--model", _model, "--plugin", plain, "--image", _image, "--image", _image, "--prompt", "<image> and <image>: " + Prompt, "--max-tokens", "2");
+        Assert.True(two.Code == 0, two.Error);
+        int expected = tokenizer.Encode("").Length + 16 + tokenizer.Encode(" and ", addSpecialTokens: false).Length + 16 + tokenizer.Encode(": " + Prompt, addSpecialTokens: false).Length;
+        Assert.Contains($"[{expected} prompt + 2 completion tokens", two.Error);
+        var mismatch = Invoke(null, "generate", "--model", _model, "--plugin", plain, "--image", _image, "--image", _image, "--prompt", "<image> " + Prompt);
+        Assert.Equal(1, mismatch.Code);
+        Assert.Contains("the prompt has 1 '<image>' placeholder(s) for 2 image(s)", mismatch.Error);
     }
 
     [Fact]
@@ -167,7 +195,7 @@ public sealed class WiringCliTests : IDisposable
     public void Every_design_generates_chats_and_writes_logits_from_the_cli(string design, string[] options)
     {
         string plugin = _temp.Sub(design + ".graft");
-        var (code, _, error) = Invoke(null, ["plugin", "new", "--design", design, "--base", _model, "--out", plugin, "--seed", "3", .. options]);
+        var (code, _, error) = Invoke(null, ["plugin", "new", "--design", design, "--base", _model, .. (design == "visual-experts" ? (string[])[] : ["--vision", "patch-pixels:4:2"]), "--out", plugin, "--seed", "3", .. options]);
         Assert.True(code == 0, error);
         using (var model = DecoderModel.Load(_model))
         {

@@ -22,7 +22,7 @@ public sealed class PluginTrainerTests : IDisposable
     /// <summary>Mean cross-entropy over the target tokens of every example of the shapes world, through <paramref name="plugin"/>.</summary>
     private float MeanLoss(IPlugin plugin)
     {
-        var examples = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), plugin.Layout, Tokenizer.FromFolder(_fixtures.Model), plugin.Base.Config.VocabSize).Examples;
+        var examples = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), plugin.Layout, Tokenizer.FromFolder(_fixtures.Model), plugin.Base.Config.VocabSize, _fixtures.Conversations()).Examples;
         var vision = TrainingFixtures.Vision();
         double sum = 0;
         long count = 0;
@@ -77,11 +77,33 @@ public sealed class PluginTrainerTests : IDisposable
         Assert.Equal("only", training["stages"]![0]!["name"]!.GetValue<string>());
         Assert.NotNull(training["initialisation"]);
         Assert.Equal(
-            new[] { PluginTrainer.RecipeFileName, PluginTrainer.MetricsFileName, TrainingCheckpoint.FolderName, $"{design}-test.graft" }.Order(StringComparer.Ordinal),
+            new[] { PluginTrainer.RecipeFileName, PluginTrainer.RunFileName, PluginTrainer.MetricsFileName, TrainingCheckpoint.FolderName, $"{design}-test.graft" }.Order(StringComparer.Ordinal),
             Directory.EnumerateFileSystemEntries(result.RunFolder).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         var stage = Assert.Single(result.Stages);
         Assert.Equal(2, stage.Steps);
         Assert.True(stage.Tokens > 0 && stage.Targets > 0 && float.IsFinite(stage.LastLoss));
+        // The conversations were trained in the base's own chat template, which plugin.json records, name and text.
+        Assert.Equal(new RecordedChatTemplate("plain", Graft.Models.Chat.PlainChatTemplate.Jinja), loaded.Manifest.ChatTemplate);
+    }
+
+    /// <summary>
+    /// A recipe may name the chat template conversations are trained in; plugin.json records it. A base with no template
+    /// and a recipe that names none cannot train conversations, and is told so before anything is written.
+    /// </summary>
+    [Fact]
+    public void The_chat_template_is_the_recipes_or_the_bases_and_is_recorded()
+    {
+        var recipe = Recipe.Parse(_fixtures.Recipe("bridge", steps: 1).ToJson().Replace("\"seed\": 1,", "\"seed\": 1, \"chat_template\": \"chatml\","), "named.json");
+        Assert.Equal("chatml", recipe.ChatTemplate);
+        var named = _fixtures.Train(recipe, "named");
+        Assert.Equal("chatml", PluginFile.ReadManifest(named.PluginFolder).ChatTemplate!.Name);
+        Assert.Contains("chat_template: 'alpaca' is not a chat template Graft knows",
+            Assert.Throws<RecipeException>(() => Recipe.Parse(recipe.ToJson().Replace("\"chatml\"", "\"alpaca\""), "bad.json")).Message);
+
+        File.WriteAllText(Path.Combine(_fixtures.Model, "tokenizer_config.json"), """{"eos_token": "<|endoftext|>"}""");
+        var e = Assert.Throws<ArgumentException>(() => _fixtures.Train(_fixtures.Recipe("bridge", steps: 1), "untemplated"));
+        Assert.Contains("chat_template", e.Message);
+        Assert.False(Directory.Exists(_fixtures.Sub("untemplated")));
     }
 
     [Fact]
@@ -170,7 +192,7 @@ public sealed class PluginTrainerTests : IDisposable
         Assert.Equal("stages[0].max_length", e.Field);
 
         // Positions of a Bridge request with this front end: the text tokens and 4 per image.
-        var lengths = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), PromptLayout.AtPlaceholders, Tokenizer.FromFolder(_fixtures.Model), 320).Examples
+        var lengths = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), PromptLayout.AtPlaceholders, Tokenizer.FromFolder(_fixtures.Model), 320, _fixtures.Conversations()).Examples
             .Select(x => x.TextTokens + 4 * x.Parts.Count(p => p is ExampleImage)).Order().ToList();
         var some = _fixtures.Train(_fixtures.Recipe("bridge", stages: Stage("skip", lengths[lengths.Count / 2])), "some");
         Assert.True(some.Skipped > 0, $"expected some of {string.Join(", ", lengths)} over {lengths[lengths.Count / 2]} positions");

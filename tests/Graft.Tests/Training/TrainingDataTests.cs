@@ -1,5 +1,6 @@
 using Graft.Data;
 using Graft.Eval;
+using Graft.Models.Chat;
 using Graft.Models.Llm;
 using Graft.Models.Tokenization;
 using Graft.Plugins;
@@ -79,9 +80,10 @@ public sealed class TrainingDataTests : IDisposable
     };
 
     /// <summary>
-    /// For every design, the trainer's example (laid out by the plug-in's own layout) and evaluation's request for the same
-    /// item are the same parts, token for token: free answers of a shapes conversation, and ScienceQA with and without an
-    /// image (the text-only problem through the plug-in where the design acts on text, else as the base encodes it).
+    /// For every design, the trainer's example and evaluation's request for the same item are the same parts, token for
+    /// token: free answers of a shapes conversation (through the base's chat template, the design's layout inside the user
+    /// turn), and ScienceQA with and without an image (LaVIN's prompt in the design's layout; the text-only problem through
+    /// the plug-in where the design acts on text, else as the base encodes it).
     /// </summary>
     [Theory]
     [MemberData(nameof(EveryDesign))]
@@ -94,9 +96,12 @@ public sealed class TrainingDataTests : IDisposable
         var route = recorder.CanRouteText ? TextRoute.Plugin : TextRoute.Base;
         var host = new PluginHost(model);
         host.Attach("p", recorder, route);
-        var scorer = new PluginScoringModel(host, "p", tokenizer, route);
+        var template = ChatTemplates.ForCheckpoint(_fixtures.Model, tokenizer);
+        Assert.Equal("plain", template.Name);
+        var scorer = new PluginScoringModel(host, "p", tokenizer, route, template);
         var conversations = LlavaReader.Read(Path.Combine(_fixtures.Shapes, "llava.json"), Path.Combine(_fixtures.Shapes, "images"));
-        var example = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), recorder.Layout, tokenizer, model.Config.VocabSize).Examples[0];
+        var format = new ConversationFormat(template, ChatPrompts.EndOfTurnTokens(tokenizer, model.Config.EosTokenIds));
+        var example = TrainingData.Load(new DataSourceSpec("shapes", _fixtures.Shapes, null, 1), recorder.Layout, tokenizer, model.Config.VocabSize, format).Examples[0];
         var conversation = conversations[0];
         var turns = conversation.SupervisedTurns.ToList();
         Assert.True(turns.Count >= 2);
@@ -185,26 +190,54 @@ public sealed class TrainingDataTests : IDisposable
     }
 
     [Fact]
-    public void Targets_are_the_answers_with_the_end_of_sequence_where_the_format_has_one()
+    public void Targets_are_the_answers_with_the_end_of_turn_or_sequence_where_the_format_has_one()
     {
         var tokenizer = Tokenizer.FromFolder(_fixtures.Model);
         int eos = tokenizer.EosTokenId!.Value;
-        var alpaca = TrainingExample.Encode(PromptFormats.AlpacaAnswered(new AlpacaExample("Name a colour.", "", "red")), PromptLayout.AtPlaceholders, tokenizer, 320, "a");
+        var plain = ChatTemplates.ForCheckpoint(_fixtures.Model, tokenizer);
+        FormattedPrompt Chat(ChatTurns turns)
+        {
+            var rendered = ChatPrompts.Render(PromptLayout.AtPlaceholders, plain, tokenizer, turns.Messages, turns.Images.Select(i => i.Count).ToArray(),
+                addGenerationPrompt: false, endOfTurn: ["<|endoftext|>"]);
+            return new FormattedPrompt(rendered.Text, [], rendered.Targets) { ImagesPlaced = true, AddSpecialTokens = !rendered.RendersBos };
+        }
+
+        // Alpaca in conversation form: the instruction asked, the output answered, then the turn's end of sequence.
+        var alpaca = TrainingExample.Encode(Chat(PromptFormats.Chat(new AlpacaExample("Name a colour.", "", "red"))), PromptLayout.AtPlaceholders, tokenizer, 320, "a");
         var answer = alpaca.Parts.OfType<ExampleText>().Where(p => p.IsAssistant).SelectMany(p => p.Ids).ToArray();
-        Assert.Equal([.. tokenizer.Encode(" red", addSpecialTokens: false), eos], answer);
+        Assert.Equal([.. tokenizer.Encode(" red\n\n", addSpecialTokens: false), eos], answer);
         Assert.Equal(answer.Length, alpaca.Targets);
         Assert.False(alpaca.HasImage);
+        Assert.Equal(["Name a colour.", "Translate.\n\nbonjour"], new[] { new AlpacaExample("Name a colour.", "", "red"), new AlpacaExample("Translate.", "bonjour", "hello") }
+            .Select(e => PromptFormats.Chat(e).Messages[0].Content));
 
         var mmlu = new MmluQuestion("geo", "Which?", ["a", "b", "c", "d"], 2);
         var letter = TrainingExample.Encode(PromptFormats.MmluAnswered(mmlu, [], 0), PromptLayout.AtPlaceholders, tokenizer, 320, "m");
         Assert.Equal(tokenizer.Encode(" C", addSpecialTokens: false), letter.Parts.OfType<ExampleText>().Where(p => p.IsAssistant).SelectMany(p => p.Ids).ToArray());
         Assert.Equal(tokenizer.Encode(MmluPrompt.Build(mmlu, [], 0)), ((ExampleText)letter.Parts[0]).Ids);
 
-        var transcript = PromptFormats.FreeAnswerTranscript(new Conversation("c", [], [
-            new Turn(Role.User, "Q1?", []), new Turn(Role.Assistant, "A1", []), new Turn(Role.User, "Q2?", []), new Turn(Role.Assistant, "A2", [])]));
-        Assert.Equal("Question: Q1?\nAnswer: A1\n\nQuestion: Q2?\nAnswer: A2\n\n", transcript.Text);
-        Assert.Equal([" A1\n\n", " A2\n\n"], transcript.Targets.Select(r => transcript.Text[r]));
+        var conversation = new Conversation("c", [], [
+            new Turn(Role.User, "Q1?", []), new Turn(Role.Assistant, "A1", []), new Turn(Role.User, "Q2?", []), new Turn(Role.Assistant, "A2", [])]);
+        var transcript = Chat(PromptFormats.Chat(conversation, 4));
+        Assert.Equal("Question: Q1?\nAnswer: A1\n\n<|endoftext|>Question: Q2?\nAnswer: A2\n\n<|endoftext|>", transcript.Text);
+        Assert.Equal([" A1\n\n<|endoftext|>", " A2\n\n<|endoftext|>"], transcript.Targets.Select(r => transcript.Text[r]));
         Assert.False(transcript.EndsWithEos);
+        Assert.Equal(2, PromptFormats.Chat(conversation, 2).Messages.Count);
+    }
+
+    /// <summary>Conversation data without a chat template to train in is refused, saying how to name one; a broken image is found before training.</summary>
+    [Fact]
+    public void Conversations_need_a_template_and_every_image_is_decoded()
+    {
+        var tokenizer = Tokenizer.FromFolder(_fixtures.Model);
+        var shapes = new DataSourceSpec("shapes", _fixtures.Shapes, null, 1);
+        Assert.Contains("\"chat_template\": \"plain\"", Assert.Throws<ArgumentException>(() => TrainingData.Load(shapes, PromptLayout.AtPlaceholders, tokenizer, 320)).Message);
+        var format = new ConversationFormat(ChatTemplates.ForCheckpoint(_fixtures.Model, tokenizer), ["<|endoftext|>"]);
+        var image = Directory.GetFiles(Path.Combine(_fixtures.Shapes, "images")).Order(StringComparer.Ordinal).First();
+        File.WriteAllBytes(image, [0x89, (byte)'P', (byte)'N', (byte)'G', 1, 2, 3]);
+        var e = Assert.Throws<InvalidDataException>(() => TrainingData.Load(shapes, PromptLayout.AtPlaceholders, tokenizer, 320, format));
+        Assert.Contains("llava.json record", e.Message);
+        Assert.Contains(Path.GetFileName(image), e.Message);
     }
 
     [Fact]

@@ -17,7 +17,6 @@ internal sealed class TrainingFixtures : IDisposable
     public TrainingFixtures()
     {
         Model = EvalFixtures.ModelFolder(_temp, mergeLetters: false);
-        File.WriteAllText(System.IO.Path.Combine(Model, "tokenizer_config.json"), """{"eos_token": "<|endoftext|>"}""");
         Shapes = System.IO.Path.Combine(_temp.Path, "shapes");
         ShapesWorld.Write(new DataOutput(Shapes, force: false, ShapesWorld.OutputNames), 12, seed: 4, new ShapesWorldOptions { Size = 24, MaxShapes = 2 });
         Text = System.IO.Path.Combine(_temp.Path, "text");
@@ -30,6 +29,13 @@ internal sealed class TrainingFixtures : IDisposable
     public string Text { get; }
 
     public string Sub(string name) => System.IO.Path.Combine(_temp.Path, name);
+
+    /// <summary>How the trainer lays conversations out on the tiny base: its plain chat template, turns ended by &lt;|endoftext|&gt;.</summary>
+    public ConversationFormat Conversations()
+    {
+        var tokenizer = Graft.Models.Tokenization.Tokenizer.FromFolder(Model);
+        return new ConversationFormat(Graft.Models.Chat.ChatTemplates.ForCheckpoint(Model, tokenizer), Graft.Plugins.ChatPrompts.EndOfTurnTokens(tokenizer, []));
+    }
 
     /// <summary>4 tokens of 12 features per image.</summary>
     public static PatchPixelsFrontEnd Vision() => new(grid: 2, cells: 2);
